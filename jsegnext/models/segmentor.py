@@ -1,0 +1,95 @@
+"""Encoder–decoder segmentor: MSCAN features → LightHamHead logits → full-size logits."""
+from ..runtime import jt
+from .ham_head import LightHamHead
+from .layers import resize_bilinear
+from .mscan import MSCAN
+
+nn = jt.nn
+
+IGNORE_INDEX = 255
+
+
+def cross_entropy(logits, label, ignore_index=IGNORE_INDEX):
+    """Pixel cross entropy of (N, C, H, W) logits against (N, H, W) labels.
+
+    Ignored pixels contribute zero and the sum is divided by *all* N·H·W pixels, as the
+    reference (mmseg 0.24, ``avg_non_ignore=False``) does.
+    """
+    n, c, h, w = logits.shape
+    label = label.int32()
+    valid = (label != ignore_index).float32()
+    safe = label * (label != ignore_index).int32()
+    peak = logits.max(dim=1, keepdims=True).detach()
+    log_sum_exp = jt.log(jt.exp(logits - peak).sum(dim=1)) + peak.reshape(n, h, w)
+    picked = logits.reindex([n, h, w], ["i0", "@e0(i0,i1,i2)", "i1", "i2"], extras=[safe])
+    return ((log_sum_exp - picked) * valid).sum() / float(n * h * w)
+
+
+class EncoderDecoder(nn.Module):
+    """SegNeXt segmentor.
+
+    ``test_cfg``: ``dict(mode='whole')`` or ``dict(mode='slide', crop_size=(h, w), stride=(h, w))``.
+    """
+
+    def __init__(self, backbone, decode_head, test_cfg=None):
+        super().__init__()
+        self.backbone = MSCAN(**backbone)
+        self.decode_head = LightHamHead(**decode_head)
+        self.test_cfg = dict(test_cfg or {"mode": "whole"})
+        mode = self.test_cfg.get("mode", "whole")
+        if mode not in ("whole", "slide"):
+            raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
+        if mode == "slide" and not {"crop_size", "stride"} <= set(self.test_cfg):
+            raise ValueError("test_cfg with mode='slide' needs crop_size and stride")
+
+    @property
+    def num_classes(self):
+        return self.decode_head.num_classes
+
+    def extract_feat(self, img):
+        return self.backbone(img)
+
+    def encode_decode(self, img):
+        """Logits bilinearly resized to the input's size."""
+        return resize_bilinear(self.decode_head(self.extract_feat(img)), img.shape[2:])
+
+    def execute(self, img):
+        return self.encode_decode(img)
+
+    def loss(self, img, label):
+        """Training loss: logits resized to the label's size, cross entropy ignoring 255."""
+        logits = resize_bilinear(self.decode_head(self.extract_feat(img)), label.shape[1:])
+        return cross_entropy(logits, label)
+
+    def slide_inference(self, img):
+        """Average the logits of overlapping ``crop_size`` windows placed every ``stride`` pixels."""
+        crop_h, crop_w = self.test_cfg["crop_size"]
+        stride_h, stride_w = self.test_cfg["stride"]
+        n, _, h, w = img.shape
+        logits = jt.zeros((n, self.num_classes, h, w))
+        count = jt.zeros((1, 1, h, w))
+        for y1, x1, y2, x2 in slide_windows(h, w, crop_h, crop_w, stride_h, stride_w):
+            window = self.encode_decode(img[:, :, y1:y2, x1:x2])
+            logits += jt.nn.pad(window, (x1, w - x2, y1, h - y2))
+            count += jt.nn.pad(jt.ones((1, 1, y2 - y1, x2 - x1)), (x1, w - x2, y1, h - y2))
+        return logits / count
+
+    def inference(self, img, out_size=None):
+        """Logits for ``img`` in the configured test mode, resized to ``out_size`` (default: input size)."""
+        if self.test_cfg.get("mode", "whole") == "slide":
+            logits = self.slide_inference(img)
+        else:
+            logits = self.encode_decode(img)
+        if out_size is not None and tuple(out_size) != tuple(logits.shape[2:]):
+            logits = resize_bilinear(logits, out_size)
+        return logits
+
+
+def slide_windows(h, w, crop_h, crop_w, stride_h, stride_w):
+    """(y1, x1, y2, x2) of the sliding windows covering an h×w image (mmseg's placement)."""
+    rows = max(h - crop_h + stride_h - 1, 0) // stride_h + 1
+    cols = max(w - crop_w + stride_w - 1, 0) // stride_w + 1
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * stride_h + crop_h, h), min(c * stride_w + crop_w, w)
+            yield max(y2 - crop_h, 0), max(x2 - crop_w, 0), y2, x2

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="jsegnext",
+    version="0.1.0",
+    description="SegNeXt semantic segmentation (MSCAN + LightHamHead) native to Jittor",
+    packages=find_packages(include=["jsegnext", "jsegnext.*"]),
+    python_requires=">=3.8",
+    install_requires=[
+        # 1.3.11 is the release the numerics, kernels and work-arounds were checked against.
+        "jittor==1.3.11.0",
+        # Ships the oneDNN CPU library that Jittor otherwise downloads on first import.
+        "jittor_offline",
+        "numpy<2",  # Jittor 1.3.11 is built against the NumPy 1.x ABI
+        "pillow",
+        "opencv-python-headless",
+        "tqdm",
+        "scipy",  # reads SBD .mat files (VOC aug converter)
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout"],
+        "cityscapes": ["cityscapesscripts"],
+        "plot": ["matplotlib"],
+    },
+)
