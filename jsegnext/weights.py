@@ -142,12 +142,19 @@ def load_state(model, state_dict, allow_partial=False, scope="", dropped=(), sou
     return report
 
 
-def load_checkpoint(model, path, allow_partial=False, backbone_only=None):
-    """Load any recognised checkpoint file into a segmentor. Returns the LoadReport."""
+def load_checkpoint(model, path, allow_partial=False, backbone_only=None, require_head=False):
+    """Load any recognised checkpoint file into a segmentor. Returns the LoadReport.
+
+    A checkpoint holding only encoder weights (an ImageNet MSCAN, or one converted from it)
+    fills ``model.backbone`` only — unless ``require_head`` asks for a complete segmentor.
+    """
     raw, _ = read_checkpoint(path)
     state, dropped = normalise_keys(raw, backbone_only)
-    backbone = backbone_only if backbone_only is not None else is_backbone_only(raw)
-    scope = "backbone." if backbone else ""
+    encoder_only = all(k.startswith("backbone.") for k in state)
+    if encoder_only and require_head:
+        raise CheckpointError(f"{path}: holds encoder (backbone) weights only, no decode head; "
+                              "use it as the config's `pretrained` for training, or give a segmentor checkpoint")
+    scope = "backbone." if encoder_only else ""
     return load_state(model, state, allow_partial, scope, dropped, source=str(path))
 
 

@@ -34,6 +34,7 @@ class NMF2D(nn.Module):
         if grad_mode not in GRAD_MODES:
             raise ValueError(f"NMF2D grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
         self.S, self.R = MD_S, MD_R
+        self.is_train = True  # Jittor sets it on train()/eval(); start in training mode
         self.train_steps, self.eval_steps = train_steps, eval_steps
         self.inv_t = inv_t
         self.eta = eta  # kept for config compatibility: NMF2D's multiplicative updates have no step size

@@ -87,6 +87,7 @@ class BatchNorm2d(nn.Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
         self.eps, self.momentum = eps, momentum
+        self.is_train = True  # Jittor sets it on train()/eval(); start in training mode
         self.weight = jt.ones(num_features)
         self.bias = jt.zeros(num_features)
         self.running_mean = jt.zeros(num_features).stop_grad()
@@ -120,6 +121,7 @@ class DropPath(nn.Module):
     def __init__(self, drop_prob=0.0):
         super().__init__()
         self.drop_prob = drop_prob
+        self.is_train = True  # Jittor sets it on train()/eval(); start in training mode
 
     def execute(self, x):
         if not self.is_train or self.drop_prob == 0.0:

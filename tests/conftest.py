@@ -1,0 +1,32 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("JSEGNEXT_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/torch_format.py
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def fixture_path(name):
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.fail(f"reference fixture {path} is missing (set JSEGNEXT_FIXTURES to the fixtures folder)")
+    return path
+
+
+def tiny_model_cfg(num_classes=5, ham_channels=32, rank=4, **backbone):
+    """A small SegNeXt config (real code paths, tiny widths) for fast tests."""
+    bb = dict(embed_dims=[8, 16, 32, 32], depths=[1, 1, 2, 1], mlp_ratios=[2, 2, 2, 2], drop_path_rate=0.1)
+    bb.update(backbone)
+    return dict(backbone=bb,
+                decode_head=dict(in_channels=bb["embed_dims"][1:], channels=ham_channels,
+                                 ham_channels=ham_channels, num_classes=num_classes, norm_groups=8,
+                                 ham_kwargs=dict(MD_R=rank)))
+
+
+def rel_err(out, ref):
+    return float(np.abs(np.asarray(out) - ref).max() / np.abs(ref).max())
