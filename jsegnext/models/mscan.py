@@ -85,7 +85,7 @@ class AttentionModule(nn.Module):
         self.conv3 = Conv1x1(dim, dim)
 
     def _strip(self, dim, k, orientation):
-        if self.strip_conv == "conv2d":
+        if self.strip_conv in ("conv2d", "auto"):
             return depthwise_conv(dim, (1, k) if orientation == "h" else (k, 1))
         from ..ops import StripConv
 
