@@ -1,4 +1,6 @@
 """High-level entry points: build a model from a config and a checkpoint."""
+import numpy as np
+
 from .config import Config
 from .models import build_segmentor
 from .weights import load_checkpoint
@@ -23,3 +25,26 @@ def init_model(config, checkpoint=None, options=None, allow_partial=False):
     model.cfg = cfg
     model.eval()
     return model
+
+
+def inference_model(model, image, ms_flip=False):
+    """Label map (H, W) of ``image`` — a file path or an HxWx3 BGR uint8 array (as cv2 reads it).
+
+    Uses the config's ``test_pipeline`` and test mode; ``ms_flip`` averages the softmax over the
+    ratios 0.5–1.75 and horizontal flips, as ``tools/test.py --ms-flip``.
+    """
+    from .datasets import build_pipeline, read_image, to_sample
+    from .engine.evaluation import MS_RATIOS, predict, scaled_pipeline
+
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"inference_model: expected an HxWx3 image array, got shape {image.shape}")
+        img, name = image, None
+    else:
+        img, name = read_image(str(image)), str(image)
+    pipeline_cfg = [t for t in model.cfg.test_pipeline if t["type"] != "LoadImageFromFile"]
+    views = []
+    for ratio in (MS_RATIOS if ms_flip else (1.0,)):
+        results = dict(filename=name, img=img, ori_shape=img.shape, img_shape=img.shape, pad_shape=img.shape)
+        views.append(to_sample(build_pipeline(scaled_pipeline(pipeline_cfg, ratio))(results))["img"])
+    return predict(model, views, img.shape[:2], flip=ms_flip)

@@ -1,0 +1,82 @@
+"""Training logs: one JSON object per line (``log.jsonl``), and console messages — rank 0 only."""
+import json
+import math
+import os
+import time
+
+from ..runtime import jt
+
+
+def is_main_process():
+    return not jt.in_mpi or jt.rank == 0
+
+
+def _plain(value):
+    """JSON-safe: NumPy scalars/arrays to Python, NaN/inf to null (strict JSON has no NaN)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class JsonlLogger:
+    """Appends ``record`` dicts to ``path`` as JSON lines, flushed line by line; silent off rank 0.
+
+    If a previous run was killed mid-line, the partial line is closed first so every later line
+    parses. ``time_key`` adds a wall-clock timestamp to each record unless it already has one.
+    """
+
+    def __init__(self, path, time_key="timestamp"):
+        self.path = os.fspath(path)
+        self.time_key = time_key
+        self._file = None
+        if is_main_process():
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            needs_newline = False
+            if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+                with open(self.path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    needs_newline = f.read(1) != b"\n"
+            self._file = open(self.path, "a", encoding="utf-8")
+            if needs_newline:
+                self._file.write("\n")
+                self._file.flush()
+
+    def log(self, record):
+        if self._file is None:
+            return
+        record = dict(record)
+        if self.time_key and self.time_key not in record:
+            record[self.time_key] = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._file.write(json.dumps(_plain(record), allow_nan=False) + "\n")
+        self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def console(message):
+    """Print ``message`` with a timestamp on rank 0, without breaking tqdm progress bars."""
+    if not is_main_process():
+        return
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+    try:
+        from tqdm import tqdm
+        tqdm.write(line)
+    except ImportError:
+        print(line, flush=True)

@@ -1,0 +1,192 @@
+"""Iteration-based training with the reference SegNeXt recipe.
+
+One loop, in order: learning rate for the iteration → loss → finite check → optimiser step →
+log → checkpoint → validation. Everything needed to continue exactly (weights, optimiser
+moments, iteration, RNG states, the data order) is in each checkpoint, so ``--resume`` after a
+crash (even ``kill -9`` while a checkpoint was being written) continues as if never stopped.
+"""
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..datasets import SeededSampler, build_dataloader, build_dataset
+from ..models import build_segmentor
+from ..runtime import jt
+from ..weights import load_checkpoint
+from .checkpoint import CheckpointManager, iteration_seed, load_training_state
+from .evaluation import evaluate
+from .logger import JsonlLogger
+from .optim import PolyLrSchedule, build_optimizer, describe_param_groups
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def is_main_process():
+    return not jt.in_mpi or jt.rank == 0
+
+
+def seed_everything(seed):
+    """Seeds Python's, NumPy's and Jittor's generators (jt.set_global_seed does all three)."""
+    jt.set_global_seed(seed)
+
+
+def _log(message):
+    if is_main_process():
+        tqdm.write(message)
+
+
+class Trainer:
+    def __init__(self, cfg, work_dir, seed=None, load_from=None, progress=True):
+        self.cfg = cfg
+        self.work_dir = Path(work_dir)
+        self.seed = cfg.get("seed", 0) if seed is None else seed
+        self.progress = progress and is_main_process()
+        self.max_iters = int(cfg.runner.max_iters)
+        if is_main_process():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        seed_everything(self.seed)
+        self.model = build_segmentor(cfg.model)
+        self._initialise_weights(load_from)
+        self.train_set = build_dataset(cfg.data.train, seed=self.seed)
+        self.val_set = build_dataset(cfg.data.val) if cfg.data.get("val") else None
+        self.batch_size = int(cfg.data.batch_size)
+        if len(self.train_set) < self.batch_size:
+            raise ValueError(f"training set has {len(self.train_set)} images, fewer than the batch size {self.batch_size}")
+        self.optimizer = build_optimizer(self.model, cfg.optimizer)
+        lr_cfg = {k: v for k, v in cfg.lr_config.items() if k != "policy"}
+        self.schedule = PolyLrSchedule(self.optimizer, max_iters=self.max_iters, **lr_cfg)
+        ckpt_cfg = cfg.get("checkpoint_config", {})
+        self.ckpt_interval = int(ckpt_cfg.get("interval", self.max_iters))
+        self.checkpoints = CheckpointManager(self.work_dir, max_keep=int(ckpt_cfg.get("max_keep_ckpts", 3)))
+        self.eval_interval = int(cfg.get("evaluation", {}).get("interval", self.max_iters))
+        self.log_interval = int(cfg.get("log_config", {}).get("interval", 50))
+        self.logger = JsonlLogger(self.work_dir / "log.jsonl") if is_main_process() else None
+        self.iter = 0
+        self.best_miou = -math.inf
+        _log(describe_param_groups(self.optimizer))
+
+    # ------------------------------------------------------------------ set-up
+    def _initialise_weights(self, load_from):
+        if load_from:
+            report = load_checkpoint(self.model, load_from, require_head=True)
+            _log(f"load_from {load_from}: {report.summary()}")
+            return
+        pretrained = self.cfg.get("pretrained")
+        if not pretrained:
+            _log("WARNING: no `pretrained` encoder weights in the config: training MSCAN from scratch")
+            return
+        if not os.path.exists(pretrained):
+            raise FileNotFoundError(
+                f"pretrained encoder weights {pretrained!r} not found; download the ImageNet MSCAN weights "
+                "(see README), or set `pretrained=None` to train from scratch")
+        report = load_checkpoint(self.model, pretrained)
+        total = sum(1 for k in self.model.state_dict() if k.startswith("backbone."))
+        _log(f"PRETRAINED {pretrained}: loaded {len(report.loaded)}/{total} encoder tensors; {report.summary()}")
+
+    def resume(self, path=None):
+        path = path or self.checkpoints.latest()
+        if path is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {self.work_dir}")
+        meta = load_training_state(path, self.model, self.optimizer)
+        self.iter = int(meta["iter"])
+        self.best_miou = float(meta.get("best_mIoU", -math.inf))
+        _log(f"resumed from {path} at iteration {self.iter}")
+        return meta
+
+    # ------------------------------------------------------------------ loop
+    def _batches(self):
+        """Endless (epoch, batch) stream positioned at ``self.iter``."""
+        per_epoch = len(self.train_set) // self.batch_size
+        epoch, skip = divmod(self.iter, per_epoch)
+        loader = build_dataloader(self.train_set, self.batch_size, shuffle=True, drop_last=True, seed=self.seed,
+                                  num_workers=int(self.cfg.data.get("num_workers", 0)))
+        while True:
+            loader.set_epoch(epoch)
+            loader.sampler = SeededSampler(loader, shuffle=True, start=skip * self.batch_size)
+            for batch in loader:
+                yield batch
+            epoch, skip = epoch + 1, 0
+
+    def _meta(self):
+        return {"iter": self.iter, "best_mIoU": self.best_miou, "seed": self.seed,
+                "config": self.cfg.to_dict()}
+
+    def train(self):
+        self.model.train()
+        bar = tqdm(total=self.max_iters, initial=self.iter, desc="train", disable=not self.progress,
+                   dynamic_ncols=True)
+        window, started = [], time.time()
+        batches = self._batches()
+        while self.iter < self.max_iters:
+            batch = next(batches)
+            # drop-path, dropout and NMF bases draw from a seed of (run seed, iteration, rank), so a
+            # resumed run makes the same draws as one never stopped
+            jt.set_seed(iteration_seed(self.seed, self.iter, jt.rank if jt.in_mpi else 0))
+            lr = self.schedule.apply(self.iter)
+            loss = self.model.loss(batch["img"], batch["gt_semantic_seg"])
+            value = float(loss.item())
+            if not math.isfinite(value):
+                self._diverged(value)
+            self.optimizer.step(loss)
+            self.iter += 1
+            window.append(value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
+            if self.iter % self.log_interval == 0 or self.iter == self.max_iters:
+                self._log_train(window, lr, started)
+                window, started = [], time.time()
+            if self.iter % self.ckpt_interval == 0 or self.iter == self.max_iters:
+                self._save(f"iter_{self.iter}.pkl")
+            if self.val_set is not None and (self.iter % self.eval_interval == 0 or self.iter == self.max_iters):
+                self.validate()
+        bar.close()
+        return self.checkpoints.latest()
+
+    def _log_train(self, losses, lr, started):
+        record = {"mode": "train", "iter": self.iter, "loss": float(np.mean(losses)), "lr": lr,
+                  "time": (time.time() - started) / max(len(losses), 1),
+                  "memory_mb": _memory_mb()}
+        if self.logger:
+            self.logger.log(record)
+
+    def _save(self, name):
+        if is_main_process():
+            self.checkpoints.save(name, self.model, self.optimizer, self._meta())
+
+    def validate(self):
+        metrics = evaluate(self.model, self.val_set, progress=self.progress)
+        record = {"mode": "val", "iter": self.iter, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
+                  "mAcc": metrics["mAcc"]}
+        _log(f"iter {self.iter}: mIoU {metrics['mIoU']:.2f}  aAcc {metrics['aAcc']:.2f}  mAcc {metrics['mAcc']:.2f}")
+        if self.logger:
+            self.logger.log(record)
+        if metrics["mIoU"] > self.best_miou:
+            self.best_miou = metrics["mIoU"]
+            if is_main_process():
+                self.checkpoints.save_best(f"best_mIoU_iter_{self.iter}.pkl", self.model, self.optimizer, self._meta())
+        return metrics
+
+    def _diverged(self, value):
+        last = self.checkpoints.latest()
+        self._save(f"iter_{self.iter}_before_nonfinite.pkl")
+        raise TrainingDiverged(
+            f"loss became {value} at iteration {self.iter + 1}; training stopped. The weights before this "
+            f"step are saved as iter_{self.iter}_before_nonfinite.pkl; last periodic checkpoint: {last}. "
+            "Lower the learning rate or check the data (labels outside the classes?).")
+
+
+def _memory_mb():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None

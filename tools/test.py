@@ -1,0 +1,60 @@
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--ms-flip] [--out results.json] ...``.
+
+Accepts jsegnext ``.pkl`` and reference PyTorch ``.pth`` checkpoints. With MPI
+(``mpirun -np N python tools/test.py ...``) the images are split across processes.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jsegnext.apis import init_model  # noqa: E402
+from jsegnext.config import ConfigError  # noqa: E402
+from jsegnext.datasets import build_dataset  # noqa: E402
+from jsegnext.engine.evaluation import evaluate  # noqa: E402
+from jsegnext.engine.metrics import format_metrics_table  # noqa: E402
+from jsegnext.engine.trainer import is_main_process  # noqa: E402
+from jsegnext.weights import CheckpointError  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Evaluate SegNeXt (jsegnext)")
+    parser.add_argument("config")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--ms-flip", action="store_true", help="ratios 0.5-1.75 with flip, softmax averaged")
+    parser.add_argument("--data-root", help="override data.val.data_root")
+    parser.add_argument("--split", default="val", help="which data.<split> to evaluate (default val)")
+    parser.add_argument("--out", help="write metrics (percent) and per-class values as JSON")
+    parser.add_argument("--save-preds", help="write one label-id PNG per image into this folder")
+    parser.add_argument("--show-dir", help="write colour overlays into this folder")
+    parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    options = list(args.cfg_options)
+    if args.data_root:
+        options.append(f"data.{args.split}.data_root={args.data_root}")
+    try:
+        model = init_model(args.config, args.checkpoint, options=options)
+        dataset = build_dataset(model.cfg.data[args.split], test_mode=True)
+        metrics = evaluate(model, dataset, ms_flip=args.ms_flip, save_preds=args.save_preds,
+                           show_dir=args.show_dir, max_images=args.max_images)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if is_main_process():
+        print(format_metrics_table(metrics))
+        print(f"aAcc {metrics['aAcc']:.2f}  mIoU {metrics['mIoU']:.2f}  mAcc {metrics['mAcc']:.2f}")
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
