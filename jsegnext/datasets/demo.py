@@ -114,6 +114,10 @@ def ensure_demo_dataset(root, num_train=400, num_val=60, size=128, seed=0):
     marker = root / "demo.json"
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return root
+    for split in ("train", "val"):  # a different earlier spec: start afresh
+        for sub in ("images", "annotations"):
+            for old in (root / sub / split).glob("*.png"):
+                old.unlink()
     rng = np.random.default_rng(seed)
     for split, count in (("train", num_train), ("val", num_val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -136,6 +140,6 @@ class DemoDataset(CustomDataset):
     IMG_SUFFIX = SEG_MAP_SUFFIX = ".png"
     REDUCE_ZERO_LABEL = False
 
-    def __init__(self, *, data_root="data/demo", **kwargs):
-        ensure_demo_dataset(data_root)
+    def __init__(self, *, data_root="data/demo", num_train=400, num_val=60, image_size=128, **kwargs):
+        ensure_demo_dataset(data_root, num_train=num_train, num_val=num_val, size=image_size)
         super().__init__(data_root=data_root, **kwargs)
