@@ -40,7 +40,7 @@ pretrained = None  # from scratch
 dataset_type = 'DemoDataset'
 data_root = 'data/demo'
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
-crop_size = (128, 128)
+crop_size = (96, 96)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=False),
@@ -59,15 +59,16 @@ test_pipeline = [
 data = dict(
     batch_size=8,
     num_workers=2,
+    # num_train / num_val / image_size: what is generated into data_root on first use
     train=dict(type=dataset_type, data_root=data_root, img_dir='images/train', ann_dir='annotations/train',
-               pipeline=train_pipeline),
+               num_train=400, num_val=60, image_size=128, pipeline=train_pipeline),
     val=dict(type=dataset_type, data_root=data_root, img_dir='images/val', ann_dir='annotations/val',
-             pipeline=test_pipeline),
+             num_train=400, num_val=60, image_size=128, pipeline=test_pipeline),
 )
 
 # ----------------------------------------------------------------------------- schedule
 optimizer = dict(
-    type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01,
+    type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=0.01,
     paramwise_cfg=dict(custom_keys={
         'pos_block': dict(decay_mult=0.0),
         'norm': dict(decay_mult=0.0),
@@ -75,8 +76,8 @@ optimizer = dict(
     }),
 )
 lr_config = dict(policy='poly', power=1.0, min_lr=0.0, warmup='linear', warmup_iters=50, warmup_ratio=1e-3)
-runner = dict(max_iters=400)
+runner = dict(max_iters=700)
 checkpoint_config = dict(interval=100, max_keep_ckpts=2)
-evaluation = dict(interval=200, metric='mIoU', save_best='mIoU')
+evaluation = dict(interval=350, metric='mIoU', save_best='mIoU')
 log_config = dict(interval=10)
 seed = 0
