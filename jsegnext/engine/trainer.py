@@ -32,8 +32,12 @@ def is_main_process():
 
 
 def seed_everything(seed):
-    """Seeds Python's, NumPy's and Jittor's generators (jt.set_global_seed does all three)."""
-    jt.set_global_seed(seed)
+    """Seeds Python's, NumPy's and Jittor's generators, the same on every MPI rank.
+
+    Identical seeds give every rank the same initial weights; Jittor's optimiser broadcasts rank 0's
+    parameters only after the first gradients, which would otherwise mix different models.
+    """
+    jt.set_global_seed(seed, different_seed_for_mpi=False)
 
 
 def _log(message):
