@@ -49,9 +49,11 @@ def test_two_process_training_runs_and_writes_once(setup):
     single, double = weights[None], weights[2]
     assert set(single) == set(double)
     assert all(np.isfinite(v).all() for v in double.values())
-    # The two runs see the same data from the same initial weights and average gradients, yet
-    # differ by about one Adam step after 4 steps (BN running means too) with Jittor 1.3.11's MPI
-    # path; exact agreement is an open point of the training issue, so it is not asserted here.
+    # Each rank gets its half of every global batch (checked), the initial weights are identical and
+    # gradients are averaged, yet after 4 steps the weights differ from the one-process run by about
+    # one Adam step (~6e-3) with Jittor 1.3.11's MPI path. Exact agreement is an open point of the
+    # training issue; here only a completed, finite, rank-0-logged run is asserted.
+    assert all(np.isfinite(v).all() for v in double.values())
 
 
 def test_two_process_evaluation_equals_one(setup):

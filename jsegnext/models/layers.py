@@ -100,8 +100,9 @@ class BatchNorm2d(nn.Module):
             sq_mean = (x * x).mean(dims=dims)
             count = x.shape[0] * x.shape[2] * x.shape[3]
             if jt.in_mpi:
-                mean = mean.mpi_all_reduce("mean")
-                sq_mean = sq_mean.mpi_all_reduce("mean")
+                # "add" then divide: Jittor's gradient of mpi_all_reduce("mean") omits the 1/world_size
+                mean = mean.mpi_all_reduce("add") / jt.world_size
+                sq_mean = sq_mean.mpi_all_reduce("add") / jt.world_size
                 count *= jt.world_size
             var = (sq_mean - mean * mean).maximum(0.0)
             unbiased = var * (count / max(count - 1, 1))
