@@ -53,9 +53,10 @@ def test_shapes_through_the_pipeline(size):
     assert model.encode_decode(img).shape == [2, 5, size[0], size[1]]
 
 
-@pytest.fixture(scope="module")
-def reference_model():
+@pytest.fixture(scope="module", params=["auto", "conv2d", "kernel", "fused", "meta"])
+def reference_model(request):
     cfg = variant_cfg("t")
+    cfg["backbone"]["strip_conv"] = request.param
     model = build_segmentor(cfg)
     load_checkpoint(model, fixture_path("segnext_t_ade.pth"), require_head=True)
     model.eval()

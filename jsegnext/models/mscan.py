@@ -68,12 +68,13 @@ class OverlapPatchEmbed(nn.Module):
 class AttentionModule(nn.Module):
     """MSCA: ``conv3(a + Σ_k v_k(h_k(a))) * u`` with ``a = conv0(u)`` (5×5 depthwise).
 
-    ``strip_conv`` chooses how the depthwise strips run: ``'conv2d'`` uses Jittor's
-    ``nn.Conv2d(groups=C)``; the other values use jsegnext's strip-convolution operator
-    (``'fused'`` computes all three branch pairs and their sum in one op).
+    ``strip_conv`` chooses how the depthwise strips run: ``'auto'`` (default) the fastest measured
+    path of jsegnext's strip operator on this device (on CPU: all three branch pairs and their sum
+    in one fused kernel); ``'fused'``, ``'kernel'`` or ``'meta'`` force one path; ``'conv2d'`` uses
+    Jittor's ``nn.Conv2d(groups=C)`` (for comparison, and as a fallback).
     """
 
-    def __init__(self, dim, strip_conv="conv2d"):
+    def __init__(self, dim, strip_conv="auto"):
         super().__init__()
         if strip_conv not in STRIP_IMPLS:
             raise ValueError(f"strip_conv must be one of {STRIP_IMPLS}, got {strip_conv!r}")
@@ -85,19 +86,20 @@ class AttentionModule(nn.Module):
         self.conv3 = Conv1x1(dim, dim)
 
     def _strip(self, dim, k, orientation):
-        if self.strip_conv in ("conv2d", "auto"):
+        if self.strip_conv == "conv2d":
             return depthwise_conv(dim, (1, k) if orientation == "h" else (k, 1))
         from ..ops import StripConv
 
-        impl = "auto" if self.strip_conv == "fused" else self.strip_conv
+        impl = self.strip_conv if self.strip_conv in ("meta", "kernel") else "auto"
         return StripConv(dim, k, orientation, impl=impl)
 
     def _strip_sum(self, a):
-        if self.strip_conv == "fused":
+        if self.strip_conv in ("auto", "fused"):
             from ..ops import msca_strips
 
-            pairs = [(getattr(self, f"conv{i}_1"), getattr(self, f"conv{i}_2")) for i in range(3)]
-            return msca_strips(a, [(h.weight, h.bias, v.weight, v.bias) for h, v in pairs])
+            pairs = [(getattr(self, f"conv{i}_1"), getattr(self, f"conv{i}_2")) for i in range(len(STRIP_KERNELS))]
+            return msca_strips(a, [(h.weight, h.bias, v.weight, v.bias) for h, v in pairs],
+                               impl="fused" if self.strip_conv == "fused" else "auto")
         attn = a
         for i in range(len(STRIP_KERNELS)):
             attn = attn + getattr(self, f"conv{i}_2")(getattr(self, f"conv{i}_1")(a))
@@ -109,7 +111,7 @@ class AttentionModule(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    def __init__(self, dim, strip_conv="conv2d"):
+    def __init__(self, dim, strip_conv="auto"):
         super().__init__()
         self.proj_1 = Conv1x1(dim, dim)
         self.spatial_gating_unit = AttentionModule(dim, strip_conv)
@@ -145,7 +147,7 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, mlp_ratio, drop=0.0, drop_path=0.0, strip_conv="conv2d", layer_scale_init=1e-2):
+    def __init__(self, dim, mlp_ratio, drop=0.0, drop_path=0.0, strip_conv="auto", layer_scale_init=1e-2):
         super().__init__()
         self.norm1 = BatchNorm2d(dim)
         self.attn = SpatialAttention(dim, strip_conv)
@@ -166,7 +168,7 @@ class MSCAN(nn.Module):
     """Four-stage encoder returning the stage outputs (strides 4, 8, 16, 32), NCHW."""
 
     def __init__(self, embed_dims=(64, 128, 256, 512), depths=(3, 4, 6, 3), mlp_ratios=(4, 4, 4, 4),
-                 in_channels=3, drop_rate=0.0, drop_path_rate=0.0, strip_conv="conv2d"):
+                 in_channels=3, drop_rate=0.0, drop_path_rate=0.0, strip_conv="auto"):
         super().__init__()
         if not len(embed_dims) == len(depths) == len(mlp_ratios):
             raise ValueError("MSCAN: embed_dims, depths and mlp_ratios must have one entry per stage")

@@ -1,0 +1,166 @@
+"""Benchmark the depthwise strip convolutions of SegNeXt: jsegnext.ops.strip_conv per
+implementation against ``nn.Conv2d(C, C, (1,k)/(k,1), groups=C)``, and the fused MSCA strip sum
+``msca_strips`` against the three branch pairs computed separately.
+
+Shapes: the strip convs of every MSCAN stage (strides 4, 8, 16, 32) of the chosen variants at the
+chosen input size. Times are per call in milliseconds, ``jt.sync_all(True)`` before and after
+each timed call, warm-up calls (which include JIT compilation) excluded. "fwd+bwd" is the forward
+plus ``jt.grad((y * gy).sum(), [x, weight, bias])`` (the same small extra multiply/sum for every
+implementation).
+
+    python benchmarks/bench_strip_conv.py                      # SegNeXt-T, 512×512, batch 1
+    python benchmarks/bench_strip_conv.py --variants t b --input 1024x2048 --json out.json
+    python benchmarks/bench_strip_conv.py --threads 1          # OMP_NUM_THREADS=1 (set before Jittor starts)
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+STAGE_CHANNELS = {"t": (32, 64, 160, 256), "s": (64, 128, 320, 512), "b": (64, 128, 320, 512),
+                  "l": (64, 128, 320, 512)}
+STRIDES = (4, 8, 16, 32)
+KERNELS = (7, 11, 21)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", nargs="+", default=["t"], choices=sorted(STAGE_CHANNELS))
+    p.add_argument("--input", default="512x512", help="input H×W, e.g. 512x512 or 1024x2048")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--stages", nargs="+", type=int, default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    p.add_argument("--kernels", nargs="+", type=int, default=list(KERNELS))
+    p.add_argument("--impls", nargs="+", default=["kernel", "meta"], choices=["kernel", "meta", "auto"],
+                   help="jsegnext implementations to time (nn.Conv2d is always timed)")
+    p.add_argument("--no-strips", action="store_true", help="skip the per-strip table")
+    p.add_argument("--no-msca", action="store_true", help="skip the fused-MSCA table")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--stat", default="median", choices=["median", "min"], help="statistic shown in the tables")
+    p.add_argument("--threads", type=int, default=None, help="set OMP_NUM_THREADS before Jittor starts")
+    p.add_argument("--json", default=None, help="also write all results (median and min) to this file ('-': stdout)")
+    return p.parse_args(argv)
+
+
+def _timer(jt, fn, iters, warmup):
+    for _ in range(warmup):
+        fn()
+    jt.sync_all(True)
+    times = []
+    for _ in range(iters):
+        jt.sync_all(True)
+        t0 = time.perf_counter()
+        fn()
+        jt.sync_all(True)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"median": times[len(times) // 2], "min": times[0]}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from jsegnext.runtime import jt, device_name
+    from jsegnext.ops.strip_conv import msca_strips, resolve_impl, strip_conv
+
+    ih, iw = (int(v) for v in args.input.lower().split("x"))
+    N = args.batch
+    timer = lambda fn: _timer(jt, fn, args.iters, args.warmup)
+    results = {"device": device_name(), "input": [ih, iw], "batch": N, "iters": args.iters,
+               "omp_threads": os.environ.get("OMP_NUM_THREADS"), "auto": resolve_impl("auto"),
+               "strips": [], "msca": []}
+    stat = args.stat
+
+    def fwd_and_fb(forward, inputs):
+        def f():
+            forward().sync()
+
+        def fb():
+            y = forward()
+            jt.sync(jt.grad((y * gy).sum(), inputs))
+        return {"fwd": timer(f), "fwd_bwd": timer(fb)}
+
+    for variant in args.variants:
+        for s in args.stages:
+            C, stride = STAGE_CHANNELS[variant][s - 1], STRIDES[s - 1]
+            H, W = ih // stride, iw // stride
+            x = jt.randn(N, C, H, W)
+            gy = jt.randn(N, C, H, W)
+            jt.sync_all(True)
+            if not args.no_strips:
+                for k in args.kernels:
+                    for o in ("h", "v"):
+                        ks = (1, k) if o == "h" else (k, 1)
+                        conv = jt.nn.Conv2d(C, C, ks, padding=(ks[0] // 2, ks[1] // 2), groups=C)
+                        w, b = conv.weight, conv.bias
+                        row = {"variant": variant, "stage": s, "C": C, "H": H, "W": W, "k": k, "orientation": o,
+                               "conv2d": fwd_and_fb(lambda: conv(x), [x, w, b])}
+                        for impl in args.impls:
+                            row[impl] = fwd_and_fb(lambda: strip_conv(x, w, b, o, impl), [x, w, b])
+                        results["strips"].append(row)
+                        print(f"# strips {variant} stage{s} C={C} {H}x{W} {ks}: " + ", ".join(
+                            f"{n} {row[n]['fwd'][stat]:.2f}/{row[n]['fwd_bwd'][stat]:.2f}"
+                            for n in ["conv2d"] + list(args.impls)), file=sys.stderr, flush=True)
+            if not args.no_msca:
+                params = []
+                for k in KERNELS:
+                    convs = [jt.nn.Conv2d(C, C, ks, padding=(ks[0] // 2, ks[1] // 2), groups=C)
+                             for ks in ((1, k), (k, 1))]
+                    params.append((convs[0].weight, convs[0].bias, convs[1].weight, convs[1].bias))
+                flat = [x] + [p for t in params for p in t]
+                row = {"variant": variant, "stage": s, "C": C, "H": H, "W": W}
+                for name, impl in (("separate_conv2d", "conv2d"), ("separate_kernel", "kernel"),
+                                   ("fused", "fused")):
+                    row[name] = fwd_and_fb(lambda: msca_strips(x, params, impl=impl), flat)
+                results["msca"].append(row)
+                print(f"# msca {variant} stage{s} C={C} {H}x{W}: " + ", ".join(
+                    f"{n} {row[n]['fwd'][stat]:.2f}/{row[n]['fwd_bwd'][stat]:.2f}"
+                    for n in ("separate_conv2d", "separate_kernel", "fused")), file=sys.stderr, flush=True)
+
+    print(f"\nDevice {results['device']}, input {ih}x{iw}, batch {N}, OMP_NUM_THREADS="
+          f"{results['omp_threads'] or 'default'}; {stat} of {args.iters} calls, ms; auto -> {results['auto']}\n")
+    if results["strips"]:
+        impls = ["conv2d"] + list(args.impls)
+        head = ["variant", "stage", "C", "H×W", "kernel"] + [f"{i} fwd" for i in impls] + \
+               [f"{i} fwd+bwd" for i in impls] + ["kernel vs conv2d (fwd / fwd+bwd)"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in results["strips"]:
+            ks = f"1×{r['k']}" if r["orientation"] == "h" else f"{r['k']}×1"
+            cells = [r["variant"].upper(), str(r["stage"]), str(r["C"]), f"{r['H']}×{r['W']}", ks]
+            cells += [f"{r[i]['fwd'][stat]:.2f}" for i in impls] + [f"{r[i]['fwd_bwd'][stat]:.2f}" for i in impls]
+            if "kernel" in r:
+                cells.append(f"{r['conv2d']['fwd'][stat] / r['kernel']['fwd'][stat]:.1f}× / "
+                             f"{r['conv2d']['fwd_bwd'][stat] / r['kernel']['fwd_bwd'][stat]:.1f}×")
+            else:
+                cells.append("")
+            print("| " + " | ".join(cells) + " |")
+        print()
+    if results["msca"]:
+        names = ("separate_conv2d", "separate_kernel", "fused")
+        head = ["variant", "stage", "C", "H×W"] + [f"{n} fwd" for n in names] + [f"{n} fwd+bwd" for n in names] + \
+               ["fused vs separate kernel (fwd / fwd+bwd)"]
+        print("MSCA strip sum a + Σ v_k(h_k(a)), k = 7, 11, 21:\n")
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in results["msca"]:
+            cells = [r["variant"].upper(), str(r["stage"]), str(r["C"]), f"{r['H']}×{r['W']}"]
+            cells += [f"{r[n]['fwd'][stat]:.2f}" for n in names] + [f"{r[n]['fwd_bwd'][stat]:.2f}" for n in names]
+            cells.append(f"{r['separate_kernel']['fwd'][stat] / r['fused']['fwd'][stat]:.2f}× / "
+                         f"{r['separate_kernel']['fwd_bwd'][stat] / r['fused']['fwd_bwd'][stat]:.2f}×")
+            print("| " + " | ".join(cells) + " |")
+    if args.json:
+        text = json.dumps(results, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text)
+    return results
+
+
+if __name__ == "__main__":
+    main()
