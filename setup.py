@@ -18,7 +18,7 @@ setup(
         "scipy",  # reads SBD .mat files (VOC aug converter)
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "matplotlib"],
         "cityscapes": ["cityscapesscripts"],
         "plot": ["matplotlib"],
     },

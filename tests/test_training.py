@@ -228,3 +228,17 @@ def test_demo_dataset_is_generated_on_first_use(tmp_path):
     stamp = (tmp_path / "demo.json").stat().st_mtime_ns
     build_dataset(cfg.data.train)
     assert (tmp_path / "demo.json").stat().st_mtime_ns == stamp  # not generated twice
+
+
+def test_plot_log_draws_curves_and_names_bad_lines(trained, tmp_path):
+    import plot_log
+
+    _, work_dir = trained
+    out = tmp_path / "curves.png"
+    assert plot_log.main([str(work_dir / "log.jsonl"), "--out", str(out)]) == 0
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[1] > image.shape[0] > 100
+    broken = tmp_path / "log.jsonl"
+    broken.write_text('{"mode": "train", "iter": 1, "loss": 1.0, "lr": 0.1}\n{"mode": "tr\n')
+    with pytest.raises(ValueError, match=r"log.jsonl:2: not a JSON line"):
+        plot_log.read_log(broken)
