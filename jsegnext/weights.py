@@ -195,7 +195,7 @@ def infer_model_cfg(state_dict):
 
 def save_weights(path, state_dict, meta=None):
     """Write a jsegnext weight file (``{'meta', 'state_dict'}`` of NumPy arrays) atomically."""
-    path = str(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    jt.save({"meta": dict(meta or {}), "state_dict": {k: np.asarray(v) for k, v in state_dict.items()}}, tmp)
-    os.replace(tmp, path)
+    from .engine.checkpoint import _encode, atomic_write_bytes  # same file format and crash safety
+
+    obj = {"meta": dict(meta or {}), "state_dict": {k: np.asarray(v) for k, v in state_dict.items()}}
+    atomic_write_bytes(str(path), _encode(obj))

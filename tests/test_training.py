@@ -4,7 +4,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -16,7 +15,6 @@ import infer as infer_tool
 import test as test_tool
 from jsegnext.apis import inference_model, init_model, load_config
 from jsegnext.engine import IoUAccumulator, Trainer, TrainingDiverged
-from jsegnext.runtime import jt
 
 DEMO = str(ROOT / "configs" / "segnext_t_demo.py")
 

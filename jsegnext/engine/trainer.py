@@ -19,16 +19,12 @@ from ..runtime import jt
 from ..weights import load_checkpoint
 from .checkpoint import CheckpointManager, iteration_seed, load_training_state
 from .evaluation import evaluate
-from .logger import JsonlLogger
+from .logger import JsonlLogger, is_main_process
 from .optim import PolyLrSchedule, build_optimizer, describe_param_groups
 
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-def is_main_process():
-    return not jt.in_mpi or jt.rank == 0
 
 
 def seed_everything(seed):
