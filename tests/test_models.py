@@ -29,6 +29,17 @@ def test_parameter_counts_match_published(variant):
     assert abs(n - PUBLISHED_PARAMS_M[variant]) / PUBLISHED_PARAMS_M[variant] < 0.005, n
 
 
+def test_initial_weights_come_from_the_seed_at_construction():
+    """Jittor initialises lazily; the builder must not let a later seed (per rank, per iteration) decide."""
+    weights = []
+    for later_seed in (1, 2):
+        jt.set_global_seed(0)
+        model = build_segmentor(dict(type="EncoderDecoder", **tiny_model_cfg()))
+        jt.set_seed(later_seed)
+        weights.append({k: v.numpy() for k, v in model.state_dict().items()})
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_state_keys_follow_reference_checkpoint():
     raw = jt.load(str(fixture_path("segnext_t_ade.pth")))["state_dict"]
     reference = {k for k in raw if not k.endswith("num_batches_tracked")}

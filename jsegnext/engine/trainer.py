@@ -36,6 +36,14 @@ def seed_everything(seed):
     jt.set_global_seed(seed, different_seed_for_mpi=False)
 
 
+def _mean_over_ranks(loss):
+    """The loss averaged over MPI ranks: what one process on the whole batch reports, and the same
+    value on every rank, so a non-finite loss stops all of them together."""
+    if jt.in_mpi:
+        loss = loss.detach().mpi_all_reduce("mean")
+    return float(loss.item())
+
+
 def _log(message):
     if is_main_process():
         tqdm.write(message)
@@ -130,7 +138,7 @@ class Trainer:
             jt.set_seed(iteration_seed(self.seed, self.iter, jt.rank if jt.in_mpi else 0))
             lr = self.schedule.apply(self.iter)
             loss = self.model.loss(batch["img"], batch["gt_semantic_seg"])
-            value = float(loss.item())
+            value = _mean_over_ranks(loss)
             if not math.isfinite(value):
                 self._diverged(value)
             self.optimizer.step(loss)

@@ -1,4 +1,6 @@
 """SegNeXt models and the builder that turns a config's ``model`` dict into one."""
+import jittor as jt
+
 from ..config import ConfigError, check_kwargs, did_you_mean
 from .ham_head import NMF2D, Hamburger, LightHamHead
 from .mscan import MSCAN, MSCAN_SETTINGS
@@ -33,4 +35,9 @@ def build_segmentor(model_cfg):
     check_kwargs(MSCAN.__init__, backbone, "model.backbone")
     check_kwargs(LightHamHead.__init__, head, "model.decode_head")
     check_kwargs(NMF2D.__init__, head.get("ham_kwargs") or {}, "model.decode_head.ham_kwargs")
-    return EncoderDecoder(backbone, head, cfg.get("test_cfg"))
+    model = EncoderDecoder(backbone, head, cfg.get("test_cfg"))
+    # Jittor draws random initial weights lazily, at their first use. Materialise them now so they
+    # come from the seed set before construction, not from whatever seed is current at the first
+    # forward (which differs per MPI rank and iteration in training).
+    jt.sync(list(model.state_dict().values()))
+    return model
