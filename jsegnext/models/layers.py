@@ -8,13 +8,12 @@ Several of Jittor's stock layers are replaced here, each for a measured reason:
   layers use E[x²]−E[x]², which loses digits where activations are large.
 * ``BatchNorm2d`` keeps PyTorch's *unbiased* running variance (Jittor keeps the biased one),
   so training statistics match the reference.
-* ``resize_bilinear`` reproduces PyTorch's ``align_corners=False`` bilinear resize exactly,
-  as two index gathers (width, then height).
+* ``resize_bilinear`` (``jsegnext/ops/resize.py``) reproduces PyTorch's ``align_corners=False``
+  bilinear resize: a CPU kernel, or two index gathers (width, then height) elsewhere.
 """
 import math
 
-import numpy as np
-
+from ..ops.resize import resize_bilinear  # noqa: F401  (re-exported: the models import it from here)
 from ..runtime import jt
 
 nn = jt.nn
@@ -135,46 +134,6 @@ class DropPath(nn.Module):
 def gelu(x):
     """Exact (erf) GELU, as the reference uses."""
     return 0.5 * x * (1.0 + jt.erf(x * (1.0 / math.sqrt(2.0))))
-
-
-_RESIZE_TABLES = {}
-
-
-def _resize_table(in_size, out_size):
-    """Source indices and weights of PyTorch's align_corners=False bilinear resize along one axis."""
-    key = (in_size, out_size)
-    if key not in _RESIZE_TABLES:
-        scale = np.float32(in_size) / np.float32(out_size)
-        src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-        src = np.maximum(src, 0)
-        lo = np.minimum(src.astype(np.int32), in_size - 1)
-        hi = np.minimum(lo + 1, in_size - 1)
-        frac = (src - lo).astype(np.float32)
-        _RESIZE_TABLES[key] = (lo, hi, frac)
-    return _RESIZE_TABLES[key]
-
-
-def _resize_axis(x, axis, out_size):
-    in_size = x.shape[axis]
-    if in_size == out_size:
-        return x
-    lo, hi, frac = _resize_table(in_size, out_size)
-    shape = list(x.shape)
-    shape[axis] = out_size
-    index = [f"i{d}" for d in range(x.ndim)]
-    index[axis] = f"@e0(i{axis})"
-    gathered_lo = x.reindex(shape, index, extras=[jt.array(lo)])
-    gathered_hi = x.reindex(shape, index, extras=[jt.array(hi)])
-    weight_shape = [1] * x.ndim
-    weight_shape[axis] = out_size
-    w = jt.array(frac).reshape(weight_shape)
-    return gathered_lo + (gathered_hi - gathered_lo) * w
-
-
-def resize_bilinear(x, size):
-    """Bilinear resize of NCHW ``x`` to ``size`` (h, w), align_corners=False, equal to PyTorch's."""
-    out_h, out_w = int(size[0]), int(size[1])
-    return _resize_axis(_resize_axis(x, 3, out_w), 2, out_h)
 
 
 class ConvModule(nn.Module):

@@ -30,9 +30,19 @@ class GELU(nn.Module):
         return gelu(x)
 
 
-def depthwise_conv(channels, kernel_size):
-    """Depthwise conv with 'same' padding and bias; ``kernel_size`` is an int or (kh, kw)."""
+def depthwise_conv(channels, kernel_size, strip_conv="conv2d"):
+    """Depthwise conv with 'same' padding and bias; ``kernel_size`` is an int or (kh, kw).
+
+    Square odd kernels (MSCA's 5×5 ``conv0``, the Mlp's 3×3 ``dwconv``) use jsegnext's depthwise
+    operator (``DepthwiseConv2d``, ``impl='auto'``: hand-written kernels on the CPU) unless
+    ``strip_conv`` is ``'conv2d'``, which keeps every depthwise conv on ``nn.Conv2d``. Both have
+    parameters ``weight`` [C,1,kh,kw] and ``bias`` [C], so state dicts are the same.
+    """
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    if strip_conv != "conv2d" and kh == kw and kh % 2 == 1:
+        from ..ops.depthwise_conv import DepthwiseConv2d
+
+        return DepthwiseConv2d(channels, kh, bias=True, impl="auto")
     return nn.Conv2d(channels, channels, (kh, kw), padding=(kh // 2, kw // 2), groups=channels, bias=True)
 
 
@@ -71,7 +81,9 @@ class AttentionModule(nn.Module):
     ``strip_conv`` chooses how the depthwise strips run: ``'auto'`` (default) the fastest measured
     path of jsegnext's strip operator on this device (on CPU: all three branch pairs and their sum
     in one fused kernel); ``'fused'``, ``'kernel'`` or ``'meta'`` force one path; ``'conv2d'`` uses
-    Jittor's ``nn.Conv2d(groups=C)`` (for comparison, and as a fallback).
+    Jittor's ``nn.Conv2d(groups=C)`` (for comparison, and as a fallback). The 5×5 ``conv0`` (and the
+    Mlp's 3×3 ``dwconv``) run jsegnext's ``DepthwiseConv2d`` (``impl='auto'``) for every setting
+    but ``'conv2d'``, which keeps them on ``nn.Conv2d`` too.
     """
 
     def __init__(self, dim, strip_conv="auto"):
@@ -79,7 +91,7 @@ class AttentionModule(nn.Module):
         if strip_conv not in STRIP_IMPLS:
             raise ValueError(f"strip_conv must be one of {STRIP_IMPLS}, got {strip_conv!r}")
         self.strip_conv = strip_conv
-        self.conv0 = depthwise_conv(dim, 5)
+        self.conv0 = depthwise_conv(dim, 5, strip_conv)
         for i, k in enumerate(STRIP_KERNELS):
             setattr(self, f"conv{i}_1", self._strip(dim, k, "h"))
             setattr(self, f"conv{i}_2", self._strip(dim, k, "v"))
@@ -122,19 +134,19 @@ class SpatialAttention(nn.Module):
 
 
 class DWConv(nn.Module):
-    def __init__(self, dim):
+    def __init__(self, dim, strip_conv="auto"):
         super().__init__()
-        self.dwconv = depthwise_conv(dim, 3)
+        self.dwconv = depthwise_conv(dim, 3, strip_conv)
 
     def execute(self, x):
         return self.dwconv(x)
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim, hidden, drop=0.0):
+    def __init__(self, dim, hidden, drop=0.0, strip_conv="auto"):
         super().__init__()
         self.fc1 = Conv1x1(dim, hidden)
-        self.dwconv = DWConv(hidden)
+        self.dwconv = DWConv(hidden, strip_conv)
         self.fc2 = Conv1x1(hidden, dim)
         self.drop = nn.Dropout(drop) if drop > 0 else None
 
@@ -153,7 +165,7 @@ class Block(nn.Module):
         self.attn = SpatialAttention(dim, strip_conv)
         self.drop_path = DropPath(drop_path)
         self.norm2 = BatchNorm2d(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop, strip_conv)
         self.layer_scale_1 = jt.full((dim,), layer_scale_init)
         self.layer_scale_2 = jt.full((dim,), layer_scale_init)
 

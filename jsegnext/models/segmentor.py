@@ -1,28 +1,11 @@
 """Encoder–decoder segmentor: MSCAN features → LightHamHead logits → full-size logits."""
+from ..ops.resize import IGNORE_INDEX, cross_entropy, resized_cross_entropy  # noqa: F401
 from ..runtime import jt
 from .ham_head import LightHamHead
 from .layers import resize_bilinear
 from .mscan import MSCAN
 
 nn = jt.nn
-
-IGNORE_INDEX = 255
-
-
-def cross_entropy(logits, label, ignore_index=IGNORE_INDEX):
-    """Pixel cross entropy of (N, C, H, W) logits against (N, H, W) labels.
-
-    Ignored pixels contribute zero and the sum is divided by *all* N·H·W pixels, as the
-    reference (mmseg 0.24, ``avg_non_ignore=False``) does.
-    """
-    n, c, h, w = logits.shape
-    label = label.int32()
-    valid = (label != ignore_index).float32()
-    safe = label * (label != ignore_index).int32()
-    peak = logits.max(dim=1, keepdims=True).detach()
-    log_sum_exp = jt.log(jt.exp(logits - peak).sum(dim=1)) + peak.reshape(n, h, w)
-    picked = logits.reindex([n, h, w], ["i0", "@e0(i0,i1,i2)", "i1", "i2"], extras=[safe])
-    return ((log_sum_exp - picked) * valid).sum() / float(n * h * w)
 
 
 class EncoderDecoder(nn.Module):
@@ -58,8 +41,7 @@ class EncoderDecoder(nn.Module):
 
     def loss(self, img, label):
         """Training loss: logits resized to the label's size, cross entropy ignoring 255."""
-        logits = resize_bilinear(self.decode_head(self.extract_feat(img)), label.shape[1:])
-        return cross_entropy(logits, label)
+        return resized_cross_entropy(self.decode_head(self.extract_feat(img)), label)
 
     def slide_inference(self, img):
         """Average the logits of overlapping ``crop_size`` windows placed every ``stride`` pixels."""
