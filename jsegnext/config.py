@@ -7,6 +7,11 @@ starting with ``_``) become the config. Values are read with attribute or item a
     cfg.model.decode_head.num_classes        # 150
     cfg.merge_options(['model.decode_head.dropout_ratio=0.2'])
 
+A config may start from others, mmsegmentation style: ``_base_ = ['_base_/models/segnext_t.py', ...]``
+(paths relative to the file). The bases' keys are pooled (two bases setting the same key is an
+error), then the file's own values are merged on top: dicts key by key, any other value (lists
+included) replaces. Bases are one level deep: a base has no ``_base_`` of its own.
+
 Overrides may only change keys that exist (a typo is an error, with a suggestion).
 """
 import ast
@@ -14,6 +19,7 @@ import copy
 import difflib
 import runpy
 import types
+from pathlib import Path
 
 
 class ConfigError(ValueError):
@@ -53,15 +59,9 @@ class Config(dict):
 
     @classmethod
     def fromfile(cls, path):
-        try:
-            namespace = runpy.run_path(str(path))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except SyntaxError as err:
-            raise ConfigError(f"{path}: syntax error on line {err.lineno}: {err.msg}") from None
-        public = {k: v for k, v in namespace.items()
-                  if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
-        cfg = cls(public)
+        """The config a file defines, its ``_base_`` files merged in; ``filename`` records the path."""
+        values, bases = _run_config_file(Path(path))
+        cfg = cls(merge_config(_pool_bases(path, bases), values, str(path)))
         dict.__setitem__(cfg, "filename", str(path))
         return cfg
 
@@ -89,6 +89,57 @@ class Config(dict):
                 node[part] = _wrap(value)
             else:
                 node = node[part]
+
+
+def _run_config_file(path):
+    """(public top-level names of the file, its ``_base_`` paths resolved against its folder)."""
+    try:
+        namespace = runpy.run_path(str(path))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except SyntaxError as err:
+        raise ConfigError(f"{path}: syntax error on line {err.lineno}: {err.msg}") from None
+    bases = namespace.get("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a path or a list of paths, got {bases!r}")
+    public = {k: v for k, v in namespace.items()
+              if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
+    return public, [path.parent / b for b in bases]
+
+
+def _pool_bases(path, bases):
+    """The union of the bases' keys; a key set by two bases is an error (as in mmseg)."""
+    pooled, origin = {}, {}
+    for base in bases:
+        if not base.is_file():
+            raise ConfigError(f"{path}: base config not found: {base}")
+        values, nested = _run_config_file(base)
+        if nested:
+            raise ConfigError(f"{base}: a base config cannot have a _base_ of its own (bases are one level deep)")
+        for key in values:
+            if key in pooled:
+                raise ConfigError(f"{path}: key {key!r} is set by two bases, {origin[key]} and {base}")
+            origin[key] = base
+        pooled.update(values)
+    return pooled
+
+
+def merge_config(base, override, where, prefix=""):
+    """mmseg's merge rule: a dict merges into the base's dict key by key; any other value replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and "_delete_" in value:
+            raise ConfigError(f"{where}: '{name}._delete_' is not supported "
+                              "(a dict merges into the base's dict key by key)")
+        if isinstance(value, dict) and key in merged:
+            if not isinstance(merged[key], dict):
+                raise ConfigError(f"{where}: '{name}' is a dict here but a {type(merged[key]).__name__} in the base")
+            value = merge_config(merged[key], value, where, f"{name}.")
+        merged[key] = value
+    return merged
 
 
 def parse_value(text):

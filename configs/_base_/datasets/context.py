@@ -1,0 +1,34 @@
+"""Pascal Context 59 (59 classes): where the data lives, the train and test pipelines, the batch size."""
+dataset_type = 'PascalContextDataset59'
+data_root = 'data/VOCdevkit/VOC2010'
+img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
+crop_size = (480, 480)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='Resize', img_scale=(520, 520), ratio_range=(0.5, 2.0)),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='Normalize', **img_norm_cfg),
+    dict(type='Pad', size=crop_size, pad_val=0, seg_pad_val=255),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', img_scale=(520, 520), keep_ratio=True),
+    dict(type='Normalize', **img_norm_cfg),
+]
+data = dict(
+    batch_size=16,  # total over all processes (mpirun -np N splits it)
+    num_workers=4,
+    train=dict(
+        type=dataset_type, data_root=data_root,
+        img_dir='JPEGImages', ann_dir='SegmentationClassContext',
+        split='ImageSets/SegmentationContext/train.txt',
+        pipeline=train_pipeline),
+    val=dict(
+        type=dataset_type, data_root=data_root,
+        img_dir='JPEGImages', ann_dir='SegmentationClassContext',
+        split='ImageSets/SegmentationContext/val.txt',
+        pipeline=test_pipeline),
+)
