@@ -66,7 +66,8 @@ def test_cuda_kernels_need_an_explicit_opt_in(on_cuda):
         assert resolve("strip_conv", "kernel", "float16") == "kernel"  # naming it opts in
     on_cuda.setenv(dispatch.EXPERIMENTAL_ENV, "1")
     assert resolve("strip_conv", "auto", "float32") == "kernel"
-    assert resolve("msca_strips", "auto", "float32") == "kernel"  # separate CUDA strips; no fused one
+    with pytest.warns(UserWarning):
+        assert resolve("msca_strips", "auto", "float32") == "kernel"  # separate CUDA strips; no fused one
     assert resolve("depthwise_conv2d", "auto", "float32") == "conv2d"  # no CUDA kernel at all
     on_cuda.setenv(dispatch.EXPERIMENTAL_ENV, "0")
     assert resolve("strip_conv", "auto", "float32") == "conv2d"
