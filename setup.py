@@ -5,6 +5,8 @@ setup(
     version="0.1.0",
     description="SegNeXt semantic segmentation (MSCAN + LightHamHead) native to Jittor",
     packages=find_packages(include=["jsegnext", "jsegnext.*"]),
+    # the C++/CUDA kernel sources, read at run time and compiled by jt.code
+    package_data={"jsegnext.ops": ["csrc/*.h", "csrc/*.cc", "csrc/*.cuh", "csrc/*.cu", "csrc/.clang-format"]},
     python_requires=">=3.8",
     install_requires=[
         # 1.3.11 is the release the numerics, kernels and work-arounds were checked against.

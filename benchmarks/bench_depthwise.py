@@ -12,10 +12,10 @@ compilation) excluded. "fwd+bwd" is the forward plus ``jt.grad((y * gy).sum(), [
     python benchmarks/bench_depthwise.py --variant b --input 1024x2048 --batch 1 --json out.json
 """
 import argparse
-import json
 import os
 import sys
-import time
+
+import op_timing  # benchmarks/op_timing.py
 
 STAGE_CHANNELS = {"t": (32, 64, 160, 256), "s": (64, 128, 320, 512), "b": (64, 128, 320, 512),
                   "l": (64, 128, 320, 512)}
@@ -31,11 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--stages", nargs="+", type=int, default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     p.add_argument("--convs", nargs="+", default=["conv0", "mlp"], choices=["conv0", "mlp"],
                    help="conv0: MSCA 5×5 on the stage width; mlp: 3×3 on the Mlp hidden width")
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--stat", default="median", choices=["median", "min"], help="statistic shown in the table")
-    p.add_argument("--threads", type=int, default=None, help="set OMP_NUM_THREADS before Jittor starts")
-    p.add_argument("--json", default=None, help="also write all results (median and min) to this file ('-': stdout)")
+    op_timing.add_arguments(p, iters=5, warmup=2)
     return p.parse_args(argv)
 
 
@@ -52,32 +48,13 @@ def shapes(variant, ih, iw, stages, convs):
     return out
 
 
-def _timer(jt, fn, iters, warmup):
-    for _ in range(warmup):
-        fn()
-    jt.sync_all(True)
-    times = []
-    for _ in range(iters):
-        jt.sync_all(True)
-        t0 = time.perf_counter()
-        fn()
-        jt.sync_all(True)
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {"median": times[len(times) // 2], "min": times[0]}
-
-
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    ih, iw = op_timing.start(args)
     from jsegnext.runtime import jt, device_name
     from jsegnext.ops.depthwise_conv import depthwise_conv2d, resolve_impl
 
-    ih, iw = (int(v) for v in args.input.lower().split("x"))
     N = args.batch
-    timer = lambda fn: _timer(jt, fn, args.iters, args.warmup)
     results = {"device": device_name(), "variant": args.variant, "input": [ih, iw], "batch": N,
                "iters": args.iters, "omp_threads": os.environ.get("OMP_NUM_THREADS"),
                "auto": resolve_impl("auto"), "rows": []}
@@ -93,14 +70,7 @@ def main(argv=None):
         row = {"name": name, "C": C, "H": H, "W": W, "k": k}
         for impl in impls:
             forward = (lambda: conv(x)) if impl == "conv2d" else (lambda: depthwise_conv2d(x, w, b, "kernel"))
-
-            def f():
-                forward().sync()
-
-            def fb():
-                y = forward()
-                jt.sync(jt.grad((y * gy).sum(), [x, w, b]))
-            row[impl] = {"fwd": timer(f), "fwd_bwd": timer(fb)}
+            row[impl] = op_timing.forward_and_backward(jt, forward, [x, w, b], gy, args.iters, args.warmup)
         results["rows"].append(row)
         print(f"# {name} C={C} {H}x{W} {k}x{k}: " + ", ".join(
             f"{i} {row[i]['fwd'][stat]:.2f}/{row[i]['fwd_bwd'][stat]:.2f}" for i in impls), file=sys.stderr, flush=True)
@@ -131,13 +101,7 @@ def main(argv=None):
     if "kernel" in impls:
         cells.append(f"{tot['conv2d'][0] / tot['kernel'][0]:.1f}× / {tot['conv2d'][1] / tot['kernel'][1]:.1f}×")
     print("| " + " | ".join(cells) + " |")
-    if args.json:
-        text = json.dumps(results, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text)
+    op_timing.write_json(results, args.json)
     return results
 
 

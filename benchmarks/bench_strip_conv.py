@@ -13,10 +13,10 @@ implementation).
     python benchmarks/bench_strip_conv.py --threads 1          # OMP_NUM_THREADS=1 (set before Jittor starts)
 """
 import argparse
-import json
 import os
 import sys
-import time
+
+import op_timing  # benchmarks/op_timing.py
 
 STAGE_CHANNELS = {"t": (32, 64, 160, 256), "s": (64, 128, 320, 512), "b": (64, 128, 320, 512),
                   "l": (64, 128, 320, 512)}
@@ -35,53 +35,24 @@ def parse_args(argv=None):
                    help="jsegnext implementations to time (nn.Conv2d is always timed)")
     p.add_argument("--no-strips", action="store_true", help="skip the per-strip table")
     p.add_argument("--no-msca", action="store_true", help="skip the fused-MSCA table")
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--stat", default="median", choices=["median", "min"], help="statistic shown in the tables")
-    p.add_argument("--threads", type=int, default=None, help="set OMP_NUM_THREADS before Jittor starts")
-    p.add_argument("--json", default=None, help="also write all results (median and min) to this file ('-': stdout)")
+    op_timing.add_arguments(p, iters=10, warmup=3)
     return p.parse_args(argv)
-
-
-def _timer(jt, fn, iters, warmup):
-    for _ in range(warmup):
-        fn()
-    jt.sync_all(True)
-    times = []
-    for _ in range(iters):
-        jt.sync_all(True)
-        t0 = time.perf_counter()
-        fn()
-        jt.sync_all(True)
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {"median": times[len(times) // 2], "min": times[0]}
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    ih, iw = op_timing.start(args)
     from jsegnext.runtime import jt, device_name
     from jsegnext.ops.strip_conv import msca_strips, resolve_impl, strip_conv
 
-    ih, iw = (int(v) for v in args.input.lower().split("x"))
     N = args.batch
-    timer = lambda fn: _timer(jt, fn, args.iters, args.warmup)
     results = {"device": device_name(), "input": [ih, iw], "batch": N, "iters": args.iters,
                "omp_threads": os.environ.get("OMP_NUM_THREADS"), "auto": resolve_impl("auto"),
                "strips": [], "msca": []}
     stat = args.stat
 
     def fwd_and_fb(forward, inputs):
-        def f():
-            forward().sync()
-
-        def fb():
-            y = forward()
-            jt.sync(jt.grad((y * gy).sum(), inputs))
-        return {"fwd": timer(f), "fwd_bwd": timer(fb)}
+        return op_timing.forward_and_backward(jt, forward, inputs, gy, args.iters, args.warmup)
 
     for variant in args.variants:
         for s in args.stages:
@@ -152,13 +123,7 @@ def main(argv=None):
             cells.append(f"{r['separate_kernel']['fwd'][stat] / r['fused']['fwd'][stat]:.2f}× / "
                          f"{r['separate_kernel']['fwd_bwd'][stat] / r['fused']['fwd_bwd'][stat]:.2f}×")
             print("| " + " | ".join(cells) + " |")
-    if args.json:
-        text = json.dumps(results, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text)
+    op_timing.write_json(results, args.json)
     return results
 
 

@@ -1,4 +1,4 @@
-"""Analytic operation count ("GFLOPs") of a SegNeXt segmentor for a given input size.
+"""Operation count ("GFLOPs") of a model, read off a forward pass of the model itself.
 
     from jsegnext.flops import count_flops
     fc = count_flops(model, (512, 512))      # batch 1, eval (7 NMF steps)
@@ -7,10 +7,15 @@
 
     python -m jsegnext.flops configs/segnext_t_ade20k.py --shape 512 512
 
-Nothing is executed: the count walks the model's modules (MSCAN stages and blocks, the
-LightHamHead, NMF2D) and derives every feature shape from the input size and the modules'
-own attributes (conv weights' shapes, strides, paddings, groups; NMF rank and step counts), so
-the largest variant at 2048×1024 is counted in milliseconds.
+How: forward hooks on every module of the model record each call's input and output shapes, and a
+rule per module type (:data:`RULES`) turns them into the operations the module does itself: a
+convolution its multiply-adds, a norm one per element, a ``Block`` its residual additions and
+layer-scale products, ``NMF2D`` its matrix products. Whatever the model is made of — another
+strip-conv implementation, convolutions with batch norm folded in — the count is of the modules
+it actually runs. The forward pass is only built: Jittor executes nothing until a result is read,
+so counting the largest variant at 2048×1024 takes about a second and no memory. It runs under
+``no_grad`` with every module in eval mode (restored afterwards; BatchNorm statistics are not
+touched); ``training=True`` counts ``train_steps`` NMF updates instead of ``eval_steps``.
 
 What is counted — the unit is one multiply-add (MAC); the tables call MACs "FLOPs"
 =================================================================================
@@ -60,15 +65,22 @@ A *convention* is the set of kinds summed:
   exp, erf, sqrt — count one per element).
 
 Not counted in any convention: the random draw and L2 normalisation of the NMF bases (O(D·R)),
-concatenation, reshapes and copies, dropout / drop-path (identity in eval), and the loss.
-``training=True`` counts ``train_steps`` NMF updates instead of ``eval_steps`` (the forward
-only; a backward pass costs about twice the forward again). Slide inference is not modelled: the
-count is for one whole-image forward of the given size, as the published tables use.
+concatenation, reshapes and copies, dropout / drop-path (identity in eval), and the loss. A
+backward pass costs about twice the forward again. Slide inference is not modelled: the count is
+for one whole-image forward of the given size, as the published tables use. A module type without
+a rule counts nothing itself (its submodules still count): give a new layer a rule.
 """
 import argparse
 import math
+import re
 from collections import OrderedDict
 
+from .models.ham_head import NMF2D, Hamburger, LightHamHead
+from .models.layers import BatchNorm2d, ChannelLayerNorm, Conv1x1, ConvModule, GroupNorm
+from .models.mscan import GELU, AttentionModule, Block, Mlp, SpatialAttention
+from .models.segmentor import EncoderDecoder
+from .ops.depthwise_conv import DepthwiseConv2d
+from .ops.strip_conv import StripConv
 from .runtime import jt
 
 KINDS = ("conv", "dwconv", "pwconv", "matmul", "mul", "norm", "resize", "bias", "act", "eltwise", "softmax")
@@ -97,20 +109,11 @@ def _numel(shape):
     return int(math.prod(shape))
 
 
-def _pair(value, default):
-    if value is None:
-        return default
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(int(v) for v in value)
-    return value if len(value) == 2 else (value[0], value[0])
-
-
 class FlopCount:
     """The recorded operations of one count, with totals and breakdowns.
 
-    ``ops``: list of ``(name, part, kind, count)``; ``shapes``: feature shapes met on the way
-    (``'backbone.stage1'`` … ``'logits'``, NCHW tuples).
+    ``ops``: list of ``(name, part, kind, count)``; ``shapes``: the output shape of every module
+    call by module path (``''``: the counted module; a list of shapes for a list of outputs).
     """
 
     def __init__(self, input_shape, convention="published", training=False):
@@ -210,190 +213,221 @@ class FlopCount:
         }
 
 
-# ----------------------------------------------------------------------------------- primitives
-def conv_shape_and_macs(conv, shape):
-    """(output shape, MACs without bias, kind) of a 2-D convolution ``conv`` on an NCHW ``shape``.
+# ----------------------------------------------------------------------------------- rules
+# rule(counter, module, x, y): the operations ``module`` does itself on input shape ``x`` (its first
+# argument: a shape, or a list of shapes) giving output shape ``y``; submodules count their own.
 
-    Works for Jittor's ``nn.Conv2d`` (kernel from the weight; stride, padding, dilation and groups
-    from the module), jsegnext's ``Conv1x1`` and strip convolutions exposing only ``weight``
-    (stride 1, 'same' padding).
-    """
-    n, c_in, h, w = shape
-    c_out, c_per_group, kh, kw = (int(s) for s in conv.weight.shape)
-    if c_in % c_per_group:
-        raise ValueError(f"conv with weight {tuple(conv.weight.shape)} cannot take {c_in} input channels")
-    groups = c_in // c_per_group
-    if isinstance(conv, jt.nn.Conv):
-        sh, sw = _pair(conv.stride, (1, 1))
-        ph, pw = _pair(conv.padding, (0, 0))
-        dh, dw = _pair(conv.dilation, (1, 1))
-    else:  # Conv1x1, strip convolutions: stride 1, 'same' padding
-        (sh, sw), (ph, pw), (dh, dw) = (1, 1), (kh // 2, kw // 2), (1, 1)
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    out = (n, c_out, ho, wo)
-    macs = _numel(out) * c_per_group * kh * kw
+def _conv(counter, conv, x, y):
+    """Any convolution with a [C_out, C_in/groups, kh, kw] weight: MACs without the bias."""
+    _, c_per_group, kh, kw = (int(s) for s in conv.weight.shape)
+    groups = x[1] // c_per_group
     if kh == kw == 1 and groups == 1:
         kind = "pwconv"
-    elif groups > 1 and groups == c_in and c_per_group == 1:
+    elif groups > 1 and groups == x[1] and c_per_group == 1:
         kind = "dwconv"
     else:
         kind = "conv"
-    return out, macs, kind
+    counter.add(conv, "", kind, _numel(y) * c_per_group * kh * kw)
+    if getattr(conv, "bias", None) is not None:
+        counter.add(conv, "bias", "bias", _numel(y))
 
 
-class _Walker:
-    def __init__(self, fc):
+def _per_element(kind):
+    def rule(counter, module, x, y):
+        counter.add(module, "", kind, _numel(y))
+    return rule
+
+
+def _conv_module(counter, module, x, y):
+    if module.relu:
+        counter.add(module, "relu", "act", _numel(y))
+
+
+def _attention(counter, module, x, y):
+    """MSCA: conv3(a + Σ v_i(h_i(a))) * u. With the fused strip op (``msca_strips``) the strip convs'
+    weights are used without calling the strip modules: they are counted here, on a's shape (that
+    of u: the 5×5 conv0 and the strips keep it)."""
+    strips = [m for m in module._modules.values() if hasattr(m, "weight") and m.weight.shape[2] != m.weight.shape[3]]
+    for strip in strips:
+        if not counter.ran_inside(strip, module):
+            _conv(counter, strip, x, x)
+    counter.add(module, "branch_sum", "eltwise", len(strips) // 2 * _numel(x))
+    counter.add(module, "gate", "mul", _numel(y))
+
+
+def _spatial_attention(counter, module, x, y):
+    counter.add(module, "act", "act", _numel(counter.output_of(module.proj_1)))
+    counter.add(module, "shortcut", "eltwise", _numel(y))
+
+
+def _mlp(counter, module, x, y):
+    counter.add(module, "act", "act", _numel(counter.output_of(module.dwconv)))
+
+
+def _block(counter, module, x, y):
+    counter.add(module, "layer_scales", "mul", 2 * _numel(y))
+    counter.add(module, "residuals", "eltwise", 2 * _numel(y))
+
+
+def _hamburger(counter, module, x, y):
+    counter.add(module, "relu_in", "act", _numel(counter.output_of(module.ham_in)))
+    counter.add(module, "add", "eltwise", _numel(y))
+    counter.add(module, "relu_out", "act", _numel(y))
+
+
+def _nmf(counter, ham, x, y):
+    n, c, h, w = x
+    s, r = ham.S, ham.R
+    d, m, b = c // s, h * w, n * s  # b matrices of shape (d, m), rank r
+    steps = ham.train_steps if counter.fc.training else ham.eval_steps
+    counter.fc.nmf_steps = steps
+    add = counter.add
+    add(ham, "init.xtb", "matmul", b * m * d * r)
+    add(ham, "init.inv_t", "mul", b * m * r)
+    add(ham, "init.softmax", "softmax", b * m * r)
+
+    def coef_update(tag):
+        add(ham, f"{tag}.coef.xtb", "matmul", b * m * d * r)       # xᵀB: (m,d)(d,r)
+        add(ham, f"{tag}.coef.btb", "matmul", b * r * d * r)       # BᵀB: (r,d)(d,r)
+        add(ham, f"{tag}.coef.cbtb", "matmul", b * m * r * r)      # coef(BᵀB): (m,r)(r,r)
+        add(ham, f"{tag}.coef.mul", "mul", b * m * r)
+        add(ham, f"{tag}.coef.div", "eltwise", 2 * b * m * r)      # + eps, division
+
+    for step in range(steps):
+        coef_update(f"step{step}")
+        add(ham, f"step{step}.bases.xc", "matmul", b * d * m * r)  # x·coef: (d,m)(m,r)
+        add(ham, f"step{step}.bases.ctc", "matmul", b * r * m * r)  # coefᵀcoef: (r,m)(m,r)
+        add(ham, f"step{step}.bases.bctc", "matmul", b * d * r * r)  # B(coefᵀcoef): (d,r)(r,r)
+        add(ham, f"step{step}.bases.mul", "mul", b * d * r)
+        add(ham, f"step{step}.bases.div", "eltwise", 2 * b * d * r)
+    coef_update("final")
+    add(ham, "reconstruct", "matmul", b * d * r * m)                # B·coefᵀ: (d,r)(r,m)
+
+
+def _resize(counter, module, op, src, size):
+    """A bilinear resize of ``src`` to ``size`` (none when the size is the same)."""
+    if tuple(src[2:]) != tuple(size):
+        counter.add(module, op, "resize", 4 * src[0] * src[1] * _numel(size))
+
+
+def _light_ham_head(counter, head, feats, y):
+    inputs = [feats[i] for i in head.in_index]
+    for f in inputs[1:]:
+        _resize(counter, head, "resize", f, inputs[0][2:])
+
+
+def _encoder_decoder(counter, model, img, y):
+    _resize(counter, model, "resize", counter.output_of(model.decode_head), img[2:])
+
+
+#: module type -> rule (looked up along the type's MRO)
+RULES = {
+    jt.nn.Conv: _conv, Conv1x1: _conv, StripConv: _conv, DepthwiseConv2d: _conv,
+    BatchNorm2d: _per_element("norm"), GroupNorm: _per_element("norm"), ChannelLayerNorm: _per_element("norm"),
+    jt.nn.BatchNorm: _per_element("norm"), jt.nn.GroupNorm: _per_element("norm"),
+    jt.nn.LayerNorm: _per_element("norm"),
+    GELU: _per_element("act"), jt.nn.ReLU: _per_element("act"),
+    ConvModule: _conv_module, AttentionModule: _attention, SpatialAttention: _spatial_attention, Mlp: _mlp,
+    Block: _block, Hamburger: _hamburger, NMF2D: _nmf, LightHamHead: _light_ham_head,
+    EncoderDecoder: _encoder_decoder,
+}
+
+
+def _rule(module):
+    return next((RULES[t] for t in type(module).__mro__ if t in RULES), None)
+
+
+def _shape(value):
+    if isinstance(value, jt.Var):
+        return tuple(int(s) for s in value.shape)
+    if isinstance(value, (list, tuple)):
+        return [_shape(v) for v in value]
+    return None
+
+
+def _part(path, module, op):
+    """Breakdown label: ``backbone.stage<i>``, ``head.<component>`` (``head.nmf`` for the
+    decomposition, ``head.resize`` for the head's own resizes), the op for the counted module's own
+    (``resize`` for a segmentor's)."""
+    if isinstance(module, NMF2D):
+        return "head.nmf"
+    names = path.split(".") if path else []
+    if not names:
+        return op or type(module).__name__
+    if names[0] == "backbone" and len(names) > 1:
+        stage = re.search(r"\d+$", names[1])
+        return f"backbone.stage{stage.group()}" if stage else f"backbone.{names[1]}"
+    if names[0] == "decode_head":
+        return f"head.{names[1] if len(names) > 1 else op}"
+    return names[0]
+
+
+class _Counter:
+    """The pre- and post-forward hooks of one count: the order of module calls, their output
+    shapes, and the operations of each call."""
+
+    def __init__(self, fc, model):
         self.fc = fc
+        self.paths = {id(m): path for path, m in model.named_modules()}
+        self.step = 0
+        self.entered, self.finished, self.outputs = {}, {}, {}
 
-    def conv(self, name, part, conv, shape):
-        out, macs, kind = conv_shape_and_macs(conv, shape)
-        self.fc.add(name, part, kind, macs)
-        if getattr(conv, "bias", None) is not None:
-            self.fc.add(name + ".bias", part, "bias", _numel(out))
-        return out
+    def pre(self, module, args):
+        self.step += 1
+        self.entered[id(module)] = self.step
 
-    def elementwise(self, name, part, kind, shape, times=1):
-        self.fc.add(name, part, kind, times * _numel(shape))
+    def post(self, module, args, output):
+        rule = _rule(module)
+        out = _shape(output)
+        if rule is not None:
+            rule(self, module, _shape(args[0]) if args else None, out)
+        self.step += 1
+        self.finished[id(module)] = self.step
+        self.outputs[id(module)] = out
+        self.fc.shapes[self.paths[id(module)]] = out
 
-    def resize(self, name, part, shape, size):
-        n, c, h, w = shape
-        out = (n, c, int(size[0]), int(size[1]))
-        if (h, w) != out[2:]:  # resize_bilinear returns its input unchanged at the same size
-            self.fc.add(name, part, "resize", 4 * _numel(out))
-        return out
+    def ran_inside(self, child, parent):
+        """Whether ``child`` was called during the current call of ``parent``."""
+        return self.finished.get(id(child), -1) > self.entered[id(parent)]
 
-    # --------------------------------------------------------------------------- backbone
-    def sequential(self, name, part, seq, shape):
-        layers = list(seq.layers.items()) if hasattr(seq, "layers") else list(enumerate(seq))
-        for key, layer in layers:
-            lname = f"{name}.{key}"
-            if hasattr(layer, "weight") and layer.weight is not None and len(layer.weight.shape) == 4:
-                shape = self.conv(lname, part, layer, shape)
-            elif _is_norm(layer):
-                self.elementwise(lname, part, "norm", shape)
-            else:
-                self.elementwise(lname, part, "act", shape)
-        return shape
+    def output_of(self, module):
+        return self.outputs[id(module)]
 
-    def patch_embed(self, name, part, embed, shape):
-        if isinstance(getattr(embed, "proj", None), jt.nn.Sequential):
-            return self.sequential(name + ".proj", part, embed.proj, shape)
-        shape = self.conv(name + ".proj", part, embed.proj, shape)
-        if getattr(embed, "norm", None) is not None:
-            self.elementwise(name + ".norm", part, "norm", shape)
-        return shape
-
-    def msca(self, name, part, sgu, shape):
-        a = self.conv(name + ".conv0", part, sgu.conv0, shape)
-        branches = 0
-        while hasattr(sgu, f"conv{branches}_1"):
-            s = self.conv(f"{name}.conv{branches}_1", part, getattr(sgu, f"conv{branches}_1"), a)
-            self.conv(f"{name}.conv{branches}_2", part, getattr(sgu, f"conv{branches}_2"), s)
-            branches += 1
-        self.elementwise(name + ".branch_sum", part, "eltwise", a, times=branches)
-        out = self.conv(name + ".conv3", part, sgu.conv3, a)
-        self.elementwise(name + ".gate", part, "mul", out)  # attn * u
-        return out
-
-    def block(self, name, part, blk, shape):
-        self.elementwise(name + ".norm1", part, "norm", shape)
-        attn = blk.attn
-        s = self.conv(name + ".attn.proj_1", part, attn.proj_1, shape)
-        self.elementwise(name + ".attn.act", part, "act", s)
-        s = self.msca(name + ".attn.spatial_gating_unit", part, attn.spatial_gating_unit, s)
-        s = self.conv(name + ".attn.proj_2", part, attn.proj_2, s)
-        self.elementwise(name + ".attn.shortcut", part, "eltwise", s)
-        self.elementwise(name + ".layer_scale_1", part, "mul", s)
-        self.elementwise(name + ".residual1", part, "eltwise", s)
-        self.elementwise(name + ".norm2", part, "norm", shape)
-        mlp = blk.mlp
-        s = self.conv(name + ".mlp.fc1", part, mlp.fc1, shape)
-        s = self.conv(name + ".mlp.dwconv.dwconv", part, mlp.dwconv.dwconv, s)
-        self.elementwise(name + ".mlp.act", part, "act", s)
-        s = self.conv(name + ".mlp.fc2", part, mlp.fc2, s)
-        self.elementwise(name + ".layer_scale_2", part, "mul", s)
-        self.elementwise(name + ".residual2", part, "eltwise", s)
-        return s
-
-    def backbone(self, bb, shape):
-        outs = []
-        for i in range(1, bb.num_stages + 1):
-            part, prefix = f"backbone.stage{i}", "backbone"
-            shape = self.patch_embed(f"{prefix}.patch_embed{i}", part, getattr(bb, f"patch_embed{i}"), shape)
-            for j, blk in enumerate(getattr(bb, f"block{i}")):
-                shape = self.block(f"{prefix}.block{i}.{j}", part, blk, shape)
-            self.elementwise(f"{prefix}.norm{i}", part, "norm", shape)
-            self.fc.shapes[part] = shape
-            outs.append(shape)
-        return outs
-
-    # --------------------------------------------------------------------------- head
-    def conv_module(self, name, part, module, shape):
-        shape = self.conv(name + ".conv", part, module.conv, shape)
-        if getattr(module, "gn", None) is not None:
-            self.elementwise(name + ".gn", part, "norm", shape)
-        if getattr(module, "relu", False):
-            self.elementwise(name + ".relu", part, "act", shape)
-        return shape
-
-    def nmf(self, name, part, ham, shape):
-        n, c, h, w = shape
-        s, r = ham.S, ham.R
-        d, m, b = c // s, h * w, n * s  # b matrices of shape (d, m), rank r
-        steps = ham.train_steps if self.fc.training else ham.eval_steps
-        self.fc.nmf_steps = steps
-        add = self.fc.add
-        add(name + ".init.xtb", part, "matmul", b * m * d * r)
-        add(name + ".init.inv_t", part, "mul", b * m * r)
-        add(name + ".init.softmax", part, "softmax", b * m * r)
-
-        def coef_update(tag):
-            add(f"{name}.{tag}.coef.xtb", part, "matmul", b * m * d * r)       # xᵀB: (m,d)(d,r)
-            add(f"{name}.{tag}.coef.btb", part, "matmul", b * r * d * r)       # BᵀB: (r,d)(d,r)
-            add(f"{name}.{tag}.coef.cbtb", part, "matmul", b * m * r * r)      # coef(BᵀB): (m,r)(r,r)
-            add(f"{name}.{tag}.coef.mul", part, "mul", b * m * r)
-            add(f"{name}.{tag}.coef.div", part, "eltwise", 2 * b * m * r)      # + eps, division
-
-        for step in range(steps):
-            coef_update(f"step{step}")
-            add(f"{name}.step{step}.bases.xc", part, "matmul", b * d * m * r)  # x·coef: (d,m)(m,r)
-            add(f"{name}.step{step}.bases.ctc", part, "matmul", b * r * m * r)  # coefᵀcoef: (r,m)(m,r)
-            add(f"{name}.step{step}.bases.bctc", part, "matmul", b * d * r * r)  # B(coefᵀcoef): (d,r)(r,r)
-            add(f"{name}.step{step}.bases.mul", part, "mul", b * d * r)
-            add(f"{name}.step{step}.bases.div", part, "eltwise", 2 * b * d * r)
-        coef_update("final")
-        add(name + ".reconstruct", part, "matmul", b * d * r * m)              # B·coefᵀ: (d,r)(r,m)
-        return shape
-
-    def head(self, head, feats):
-        inputs = [feats[i] for i in head.in_index]
-        size = inputs[0][2:]
-        part = "head.squeeze"
-        resized = [inputs[0]] + [self.resize(f"decode_head.resize{k + 1}", part, f, size)
-                                 for k, f in enumerate(inputs[1:])]
-        shape = (resized[0][0], sum(f[1] for f in resized)) + tuple(size)
-        shape = self.conv_module("decode_head.squeeze", part, head.squeeze, shape)
-        hamburger, part = head.hamburger, "head.hamburger"
-        s = self.conv_module("decode_head.hamburger.ham_in", part, hamburger.ham_in, shape)
-        self.elementwise("decode_head.hamburger.relu_in", part, "act", s)
-        s = self.nmf("decode_head.hamburger.ham", "head.nmf", hamburger.ham, s)
-        s = self.conv_module("decode_head.hamburger.ham_out", part, hamburger.ham_out, s)
-        self.elementwise("decode_head.hamburger.add", part, "eltwise", s)
-        self.elementwise("decode_head.hamburger.relu_out", part, "act", s)
-        s = self.conv_module("decode_head.align", "head.align", head.align, s)
-        s = self.conv("decode_head.conv_seg", "head.cls_seg", head.conv_seg, s)
-        self.fc.shapes["head"] = s
-        return s
+    def add(self, module, op, kind, count):
+        path = self.paths[id(module)]
+        self.fc.add(".".join(p for p in (path, op) if p), _part(path, module, op), kind, count)
 
 
-def _is_norm(module):
-    name = type(module).__name__
-    return "Norm" in name
+#: what counting changes on each module (and restores): its mode and Jittor's forward (pre-)hooks
+_MODULE_STATE = ("is_train", "__fhook__", "__fhook2__")
+
+
+def count_module(module, input_shape, convention="published", training=False):
+    """Count the operations of ``module`` (any Jittor module) called on one NCHW input of
+    ``input_shape``. Returns a :class:`FlopCount`."""
+    input_shape = tuple(int(s) for s in input_shape)
+    fc = FlopCount(input_shape, convention, training)
+    counter = _Counter(fc, module)
+    modules = [m for _, m in module.named_modules()]
+    saved = [(m, {k: m.__dict__[k] for k in _MODULE_STATE if k in m.__dict__}) for m in modules]
+    try:
+        for m in modules:
+            m.is_train = False  # eval: no running-statistics updates, no dropout
+            m.register_pre_forward_hook(counter.pre)
+            m.register_forward_hook(counter.post)
+        with jt.no_grad():
+            module(jt.zeros(input_shape))  # built, never executed
+    finally:
+        for m, attrs in saved:
+            for k in _MODULE_STATE:
+                m.__dict__.pop(k, None)
+            m.__dict__.update(attrs)
+    return fc
 
 
 def count_flops(model, shape=(512, 512), batch=1, convention="published", training=False):
-    """Count the operations of ``model`` (an ``EncoderDecoder``) on a ``batch``×3×H×W input.
+    """Count the operations of ``model`` (an ``EncoderDecoder``, or any module taking an image) on
+    a ``batch``×3×H×W input.
 
     ``shape``: (H, W) or (C, H, W). Returns a :class:`FlopCount`; ``.gflops`` is the total in the
     chosen convention (see the module docstring), ``.table()`` a per-part breakdown.
@@ -403,28 +437,7 @@ def count_flops(model, shape=(512, 512), batch=1, convention="published", traini
         shape = (3,) + shape
     if len(shape) != 3:
         raise ValueError(f"shape must be (H, W) or (C, H, W), got {shape}")
-    in_shape = (int(batch),) + shape
-    fc = FlopCount(in_shape, convention, training)
-    walker = _Walker(fc)
-    feats = walker.backbone(model.backbone, in_shape)
-    logits = walker.head(model.decode_head, feats)
-    logits = walker.resize("resize_to_input", "resize", logits, in_shape[2:])
-    fc.shapes["logits"] = logits
-    return fc
-
-
-def count_nmf(ham, shape, training=False, convention="published"):
-    """Count one ``NMF2D`` module alone on an NCHW ``shape`` (part ``'head.nmf'``)."""
-    fc = FlopCount(shape, convention, training)
-    _Walker(fc).nmf("ham", "head.nmf", ham, tuple(int(s) for s in shape))
-    return fc
-
-
-def count_conv(conv, shape):
-    """Count one convolution (``nn.Conv2d``, ``Conv1x1``, strip conv) on an NCHW ``shape``."""
-    fc = FlopCount(shape, "all")
-    _Walker(fc).conv("conv", "conv", conv, tuple(int(s) for s in shape))
-    return fc
+    return count_module(model, (int(batch),) + shape, convention, training)
 
 
 def count_flops_config(config, shape=(512, 512), batch=1, convention="published", training=False,

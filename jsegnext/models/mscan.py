@@ -7,6 +7,7 @@ after each stage is the same as a LayerNorm over channels.
 """
 import numpy as np
 
+from ..ops.dispatch import IMPLS
 from ..runtime import jt
 from .layers import BatchNorm2d, ChannelLayerNorm, Conv1x1, DropPath, gelu
 
@@ -22,7 +23,6 @@ MSCAN_SETTINGS = {
 
 #: Kernel sizes of MSCA's three strip branches.
 STRIP_KERNELS = (7, 11, 21)
-STRIP_IMPLS = ("auto", "conv2d", "meta", "kernel", "fused")
 
 
 class GELU(nn.Module):
@@ -88,8 +88,8 @@ class AttentionModule(nn.Module):
 
     def __init__(self, dim, strip_conv="auto"):
         super().__init__()
-        if strip_conv not in STRIP_IMPLS:
-            raise ValueError(f"strip_conv must be one of {STRIP_IMPLS}, got {strip_conv!r}")
+        if strip_conv not in IMPLS:
+            raise ValueError(f"strip_conv must be one of {IMPLS}, got {strip_conv!r}")
         self.strip_conv = strip_conv
         self.conv0 = depthwise_conv(dim, 5, strip_conv)
         for i, k in enumerate(STRIP_KERNELS):
@@ -110,8 +110,7 @@ class AttentionModule(nn.Module):
             from ..ops import msca_strips
 
             pairs = [(getattr(self, f"conv{i}_1"), getattr(self, f"conv{i}_2")) for i in range(len(STRIP_KERNELS))]
-            return msca_strips(a, [(h.weight, h.bias, v.weight, v.bias) for h, v in pairs],
-                               impl="fused" if self.strip_conv == "fused" else "auto")
+            return msca_strips(a, [(h.weight, h.bias, v.weight, v.bias) for h, v in pairs], impl=self.strip_conv)
         attn = a
         for i in range(len(STRIP_KERNELS)):
             attn = attn + getattr(self, f"conv{i}_2")(getattr(self, f"conv{i}_1")(a))

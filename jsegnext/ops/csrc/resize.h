@@ -1,0 +1,212 @@
+// Bilinear resize (PyTorch's align_corners=False) and the cross entropy fused with it, on the CPU:
+// C++ and OpenMP, float32.
+//
+// Both blend a + (b - a) * frac along the width, then along the height, with the source indices
+// and weights of Tables (computed in jsegnext/ops/resize.py). The fused loss never holds the
+// full-size logits: its forward upsamples one output row for all classes into a small buffer and
+// keeps one log-sum-exp per pixel; its backward works plane by plane (no write conflicts),
+// recomputes the upsampled rows, forms softmax - onehot and folds it straight back through the
+// resize.
+//
+// Entry points (jsegnext/ops/resize.py calls them through jt.code): resize_forward,
+// resize_backward, ce_forward, ce_backward.
+#ifndef JSN_RESIZE_H
+#define JSN_RESIZE_H
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+// below this many output values a resize runs on one thread
+#define JSN_RESIZE_PAR_MIN (1 << 16)
+
+namespace jsn_resize {
+
+// Source rows/columns (lo, hi) and the weight of hi of every output row (y) and column (x).
+struct Tables {
+    const int* ylo;
+    const int* yhi;
+    const float* yf;
+    const int* xlo;
+    const int* xhi;
+    const float* xf;
+};
+
+// out[x] = row[lo[x]] + (row[hi[x]] - row[lo[x]]) * f[x], x < n
+static inline void hlerp(const float* __restrict row, const int* __restrict lo, const int* __restrict hi,
+                         const float* __restrict f, float* __restrict out, int n) {
+    for (int x = 0; x < n; x++) {
+        float a = row[lo[x]];
+        out[x] = a + (row[hi[x]] - a) * f[x];
+    }
+}
+
+// Keeps the width-interpolated source rows r0 and r1 of one plane in ra / rb (reusing what it has).
+struct RowPair {
+    std::vector<float> buf;
+    float* ra;
+    float* rb;
+    int ia = -1, ib = -1;
+    explicit RowPair(int n) : buf(2 * (size_t)n) {
+        ra = buf.data();
+        rb = ra + n;
+    }
+    void load(const float* plane, int W, int r0, int r1, const int* xlo, const int* xhi, const float* xf,
+              int OW) {
+        if (ia != r0) {
+            if (ib == r0) {
+                std::swap(ra, rb);
+                std::swap(ia, ib);
+            } else {
+                hlerp(plane + (size_t)r0 * W, xlo, xhi, xf, ra, OW);
+                ia = r0;
+            }
+        }
+        if (ib != r1) {
+            hlerp(plane + (size_t)r1 * W, xlo, xhi, xf, rb, OW);
+            ib = r1;
+        }
+    }
+};
+
+// out[x] = a[x] + (b[x] - a[x]) * f
+static inline void vlerp(const float* __restrict a, const float* __restrict b, float f, float* __restrict out,
+                         int n) {
+#pragma omp simd
+    for (int x = 0; x < n; x++) out[x] = a[x] + (b[x] - a[x]) * f;
+}
+
+// Adjoint of the resize for one plane: acc holds, per source row, the height-folded gradient at
+// output width (H x OW); scatter it along the width into gx (H x W, overwritten).
+static inline void fold_width(const float* __restrict acc, int H, int OW, const int* xlo, const int* xhi,
+                              const float* xf, float* __restrict gx, int W) {
+    std::memset(gx, 0, sizeof(float) * (size_t)H * W);
+    for (int r = 0; r < H; r++) {
+        const float* a = acc + (size_t)r * OW;
+        float* g = gx + (size_t)r * W;
+        for (int x = 0; x < OW; x++) {
+            float v = a[x], f = xf[x];
+            g[xlo[x]] += v - v * f;
+            g[xhi[x]] += v * f;
+        }
+    }
+}
+
+// acc[r0] += (1 - f) * d, acc[r1] += f * d  (rows of length n)
+static inline void fold_height(const float* __restrict d, float f, float* __restrict a0, float* __restrict a1,
+                               int n) {
+#pragma omp simd
+    for (int x = 0; x < n; x++) {
+        float v = d[x];
+        a0[x] += v - v * f;
+    }
+#pragma omp simd
+    for (int x = 0; x < n; x++) a1[x] += d[x] * f;
+}
+
+// y (planes x OH x OW) = the resize of x (planes x H x W)
+static inline void resize_forward(const float* x, float* y, int planes, int H, int W, int OH, int OW,
+                                  const Tables& t) {
+#pragma omp parallel for schedule(static) if ((long long)planes * OH * OW > JSN_RESIZE_PAR_MIN)
+    for (int p = 0; p < planes; p++) {
+        RowPair rows(OW);
+        const float* plane = x + (size_t)p * H * W;
+        float* out = y + (size_t)p * OH * OW;
+        for (int oy = 0; oy < OH; oy++) {
+            rows.load(plane, W, t.ylo[oy], t.yhi[oy], t.xlo, t.xhi, t.xf, OW);
+            vlerp(rows.ra, rows.rb, t.yf[oy], out + (size_t)oy * OW, OW);
+        }
+    }
+}
+
+// gx (planes x H x W) = the gradient of resize_forward's x for the output gradient g (planes x OH x OW)
+static inline void resize_backward(const float* g, float* gx, int planes, int H, int W, int OH, int OW,
+                                   const Tables& t) {
+#pragma omp parallel for schedule(static) if ((long long)planes * OH * OW > JSN_RESIZE_PAR_MIN)
+    for (int p = 0; p < planes; p++) {
+        std::vector<float> acc((size_t)H * OW, 0.f);
+        const float* gp = g + (size_t)p * OH * OW;
+        for (int oy = 0; oy < OH; oy++)
+            fold_height(gp + (size_t)oy * OW, t.yf[oy], &acc[(size_t)t.ylo[oy] * OW],
+                        &acc[(size_t)t.yhi[oy] * OW], OW);
+        fold_width(acc.data(), H, OW, t.xlo, t.xhi, t.xf, gx + (size_t)p * H * W, W);
+    }
+}
+
+// Cross entropy of the logits (N, C, H, W) resized to the label's size (N, OH, OW): row_loss (N, OH)
+// the loss summed over each output row (labels outside [0, C) count zero), lse (N, OH, OW) the
+// log-sum-exp of every pixel (kept for the backward pass).
+static inline void ce_forward(const float* logits, const int* label, float* row_loss, float* lse, int N,
+                              int C, int H, int W, int OH, int OW, const Tables& t) {
+#pragma omp parallel for schedule(static)
+    for (int row = 0; row < N * OH; row++) {
+        const int n = row / OH, oy = row % OH;
+        std::vector<float> buf((size_t)(C + 4) * OW);
+        float* L = buf.data();           // C x OW upsampled logits of this row
+        float* ta = L + (size_t)C * OW;  // width-interpolated source rows
+        float* tb = ta + OW;
+        float* m = tb + OW;
+        float* s = m + OW;
+        const float f = t.yf[oy];
+        for (int c = 0; c < C; c++) {
+            const float* plane = logits + ((size_t)n * C + c) * H * W;
+            hlerp(plane + (size_t)t.ylo[oy] * W, t.xlo, t.xhi, t.xf, ta, OW);
+            hlerp(plane + (size_t)t.yhi[oy] * W, t.xlo, t.xhi, t.xf, tb, OW);
+            vlerp(ta, tb, f, L + (size_t)c * OW, OW);
+        }
+        std::memcpy(m, L, sizeof(float) * OW);
+        for (int c = 1; c < C; c++) {
+            const float* l = L + (size_t)c * OW;
+#pragma omp simd
+            for (int x = 0; x < OW; x++) m[x] = std::max(m[x], l[x]);
+        }
+        std::memset(s, 0, sizeof(float) * OW);
+        for (int c = 0; c < C; c++) {
+            const float* l = L + (size_t)c * OW;
+#pragma omp simd
+            for (int x = 0; x < OW; x++) s[x] += expf(l[x] - m[x]);
+        }
+        const int* lab = label + (size_t)row * OW;
+        float* lse_row = lse + (size_t)row * OW;
+        double total = 0.0;
+        for (int x = 0; x < OW; x++) {
+            lse_row[x] = m[x] + logf(s[x]);
+            const int k = lab[x];
+            if (k >= 0 && k < C) total += (double)(lse_row[x] - L[(size_t)k * OW + x]);
+        }
+        row_loss[row] = (float)total;
+    }
+}
+
+// grad (N, C, H, W): the gradient of the logits for g (N, OH), the gradient of ce_forward's row_loss
+static inline void ce_backward(const float* logits, const int* label, const float* lse, const float* g,
+                               float* grad, int N, int C, int H, int W, int OH, int OW, const Tables& t) {
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < N * C; p++) {
+        const int n = p / C, c = p % C;
+        const float* plane = logits + (size_t)p * H * W;
+        RowPair rows(OW);
+        std::vector<float> acc((size_t)H * OW, 0.f), l(OW), d(OW);
+        for (int oy = 0; oy < OH; oy++) {
+            const size_t row = (size_t)n * OH + oy;
+            rows.load(plane, W, t.ylo[oy], t.yhi[oy], t.xlo, t.xhi, t.xf, OW);
+            vlerp(rows.ra, rows.rb, t.yf[oy], l.data(), OW);
+            const int* lab = label + row * OW;
+            const float* lse_row = lse + row * OW;
+            const float gr = g[row];
+            float* dd = d.data();
+            const float* ll = l.data();
+#pragma omp simd
+            for (int x = 0; x < OW; x++) {
+                const int k = lab[x];
+                const float valid = (k >= 0 && k < C) ? gr : 0.f;
+                dd[x] = valid * (expf(ll[x] - lse_row[x]) - (k == c ? 1.f : 0.f));
+            }
+            fold_height(dd, t.yf[oy], &acc[(size_t)t.ylo[oy] * OW], &acc[(size_t)t.yhi[oy] * OW], OW);
+        }
+        fold_width(acc.data(), H, OW, t.xlo, t.xhi, t.xf, grad + (size_t)p * H * W, W);
+    }
+}
+
+}  // namespace jsn_resize
+#endif  // JSN_RESIZE_H
