@@ -23,5 +23,7 @@ setup(
         "test": ["pytest", "pytest-timeout", "matplotlib"],
         "cityscapes": ["cityscapesscripts"],
         "plot": ["matplotlib"],
+        # ONNX export (tools/export_onnx.py) and --backend onnxruntime; never imported by the core package
+        "deploy": ["onnx>=1.14", "onnxruntime>=1.16"],
     },
 )

@@ -27,6 +27,21 @@ def init_model(config, checkpoint=None, options=None, allow_partial=False):
     return model
 
 
+BACKENDS = ("jittor", "onnxruntime")
+
+
+def init_backend(backend, config, checkpoint, options=None):
+    """``init_model`` (``backend='jittor'``), or for ``'onnxruntime'`` an exported file behind the same
+    interface (``jsegnext.deploy.init_onnx_model``; needs ``pip install -e ".[deploy]"``)."""
+    if backend == "onnxruntime":
+        from .deploy import init_onnx_model
+
+        return init_onnx_model(config, checkpoint, options=options)
+    if backend != "jittor":
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return init_model(config, checkpoint, options=options)
+
+
 def inference_model(model, image, ms_flip=False):
     """Label map (H, W) of ``image`` — a file path or an HxWx3 BGR uint8 array (as cv2 reads it).
 

@@ -4,7 +4,8 @@
 
 For each image: ``OUT/overlays/NAME.png`` (colour overlay) and ``OUT/labels/NAME.png`` (label ids,
 the image's size). For each video: ``OUT/NAME_overlay.mp4``. ``OUT/infer.jsonl`` records one
-line per input. Checkpoints may be jsegnext ``.pkl`` or reference ``.pth`` files.
+line per input. Checkpoints may be jsegnext ``.pkl`` or reference ``.pth`` files, or with
+``--backend onnxruntime`` a file written by ``tools/export_onnx.py``.
 """
 import argparse
 import json
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jsegnext.apis import inference_model, init_model  # noqa: E402
+from jsegnext.apis import BACKENDS, inference_model, init_backend  # noqa: E402
 from jsegnext.config import ConfigError  # noqa: E402
 from jsegnext.datasets import DATASETS, DataError  # noqa: E402
 from jsegnext.datasets.custom import default_palette  # noqa: E402
@@ -32,11 +33,13 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Segment images and videos with SegNeXt (jsegnext)")
     parser.add_argument("config")
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", help="jsegnext .pkl, reference .pth, or with --backend onnxruntime an .onnx")
     parser.add_argument("inputs", nargs="+", help="image files, folders of images, video files")
     parser.add_argument("--out", default="infer_out")
     parser.add_argument("--opacity", type=float, default=0.5)
     parser.add_argument("--ms-flip", action="store_true")
+    parser.add_argument("--backend", choices=BACKENDS, default="jittor",
+                        help="run the Jittor model (default) or an exported ONNX file with onnxruntime")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     return parser.parse_args(argv)
 
@@ -113,8 +116,8 @@ def main(argv=None):
     out = Path(args.out)
     try:
         inputs = collect_inputs(args.inputs)
-        model = init_model(args.config, args.checkpoint, options=args.cfg_options)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as err:
+        model = init_backend(args.backend, args.config, args.checkpoint, options=args.cfg_options)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     palette = palette_of(model)

@@ -1,7 +1,9 @@
 """Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--ms-flip] [--out results.json] ...``.
 
-Accepts jsegnext ``.pkl`` and reference PyTorch ``.pth`` checkpoints. With MPI
-(``mpirun -np N python tools/test.py ...``) the images are split across processes.
+Accepts jsegnext ``.pkl`` and reference PyTorch ``.pth`` checkpoints, or with ``--backend onnxruntime``
+a file written by ``tools/export_onnx.py`` (sliding windows, scales and flips run around it as
+around the Jittor model). With MPI (``mpirun -np N python tools/test.py ...``) the images are split
+across processes.
 """
 import argparse
 import json
@@ -10,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jsegnext.apis import init_model  # noqa: E402
+from jsegnext.apis import BACKENDS, init_backend  # noqa: E402
 from jsegnext.config import ConfigError  # noqa: E402
 from jsegnext.datasets import build_dataset  # noqa: E402
 from jsegnext.engine.evaluation import evaluate  # noqa: E402
@@ -22,7 +24,9 @@ from jsegnext.weights import CheckpointError  # noqa: E402
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate SegNeXt (jsegnext)")
     parser.add_argument("config")
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", help="jsegnext .pkl, reference .pth, or with --backend onnxruntime an .onnx")
+    parser.add_argument("--backend", choices=BACKENDS, default="jittor",
+                        help="run the Jittor model (default) or an exported ONNX file with onnxruntime")
     parser.add_argument("--ms-flip", action="store_true", help="ratios 0.5-1.75 with flip, softmax averaged")
     parser.add_argument("--data-root", help="override data.val.data_root")
     parser.add_argument("--split", default="val", help="which data.<split> to evaluate (default val)")
@@ -40,11 +44,11 @@ def main(argv=None):
     if args.data_root:
         options.append(f"data.{args.split}.data_root={args.data_root}")
     try:
-        model = init_model(args.config, args.checkpoint, options=options)
+        model = init_backend(args.backend, args.config, args.checkpoint, options=options)
         dataset = build_dataset(model.cfg.data[args.split], test_mode=True)
         metrics = evaluate(model, dataset, ms_flip=args.ms_flip, save_preds=args.save_preds,
                            show_dir=args.show_dir, max_images=args.max_images)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, KeyError) as err:
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if is_main_process():

@@ -4,10 +4,10 @@ import jittor as jt
 from ..config import ConfigError, check_kwargs, did_you_mean
 from .ham_head import NMF2D, Hamburger, LightHamHead
 from .mscan import MSCAN, MSCAN_SETTINGS
-from .segmentor import EncoderDecoder, cross_entropy, slide_windows
+from .segmentor import EncoderDecoder, check_test_cfg, cross_entropy, run_inference, slide_inference, slide_windows
 
 __all__ = ["build_segmentor", "EncoderDecoder", "MSCAN", "MSCAN_SETTINGS", "LightHamHead", "Hamburger",
-           "NMF2D", "cross_entropy", "slide_windows"]
+           "NMF2D", "cross_entropy", "slide_windows", "slide_inference", "run_inference", "check_test_cfg"]
 
 _TYPES = {"EncoderDecoder": EncoderDecoder, "MSCAN": MSCAN, "LightHamHead": LightHamHead}
 

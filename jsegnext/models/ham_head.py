@@ -24,8 +24,9 @@ class NMF2D(nn.Module):
     ``grad_mode='unrolled'`` back-propagates through every update (the reference PyTorch code);
     ``'one_step'`` runs the updates without gradient and differentiates only the last
     coefficient update (HamNet's one-step gradient, as in JSeg).
-    ``seed`` makes the random bases repeatable: every forward then draws the same bases, so
-    inference is deterministic, and a sample's bases do not depend on the batch size.
+    ``seed`` makes the bases repeatable: every sample of every forward then starts from the same
+    (S, D, R) set (:meth:`seeded_bases`), so a sample's result depends neither on the batch it is
+    in nor on its place there. An exported ONNX graph holds that set as a constant.
     """
 
     def __init__(self, MD_S=1, MD_R=64, train_steps=6, eval_steps=7, inv_t=1, eta=0.9, rand_init=True,
@@ -46,11 +47,18 @@ class NMF2D(nn.Module):
     def _build_bases(self, B, S, D, R):
         """Initial bases, shape (B·S, D, R), non-negative and L2-normalised over D."""
         if self.seed is not None:
-            bases = jt.array(np.random.default_rng(self.seed).random((B * S, D, R), dtype=np.float32))
-        else:
-            bases = jt.rand((B * S, D, R))
+            return jt.array(np.tile(self.seeded_bases(D), (B, 1, 1))).stop_grad()
+        bases = jt.rand((B * S, D, R))
         norm = jt.sqrt((bases * bases).sum(dim=1, keepdims=True)).maximum(1e-12)
         return (bases / norm).stop_grad()
+
+    def seeded_bases(self, D, seed=None):
+        """The (S, D, R) bases that ``seed`` (default: ``self.seed``) gives every sample, float32:
+        U[0, 1) from NumPy's ``default_rng(seed)``, L2-normalised over D."""
+        seed = self.seed if seed is None else seed
+        bases = np.random.default_rng(seed).random((self.S, D, self.R), dtype=np.float32)
+        norm = np.maximum(np.sqrt((bases * bases).sum(axis=1, keepdims=True)), np.float32(1e-12))
+        return bases / norm
 
     def _initial_bases(self, B, D):
         if self.rand_init:

@@ -18,12 +18,7 @@ class EncoderDecoder(nn.Module):
         super().__init__()
         self.backbone = MSCAN(**backbone)
         self.decode_head = LightHamHead(**decode_head)
-        self.test_cfg = dict(test_cfg or {"mode": "whole"})
-        mode = self.test_cfg.get("mode", "whole")
-        if mode not in ("whole", "slide"):
-            raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
-        if mode == "slide" and not {"crop_size", "stride"} <= set(self.test_cfg):
-            raise ValueError("test_cfg with mode='slide' needs crop_size and stride")
+        self.test_cfg = check_test_cfg(test_cfg)
 
     @property
     def num_classes(self):
@@ -45,26 +40,50 @@ class EncoderDecoder(nn.Module):
 
     def slide_inference(self, img):
         """Average the logits of overlapping ``crop_size`` windows placed every ``stride`` pixels."""
-        crop_h, crop_w = self.test_cfg["crop_size"]
-        stride_h, stride_w = self.test_cfg["stride"]
-        n, _, h, w = img.shape
-        logits = jt.zeros((n, self.num_classes, h, w))
-        count = jt.zeros((1, 1, h, w))
-        for y1, x1, y2, x2 in slide_windows(h, w, crop_h, crop_w, stride_h, stride_w):
-            window = self.encode_decode(img[:, :, y1:y2, x1:x2])
-            logits += jt.nn.pad(window, (x1, w - x2, y1, h - y2))
-            count += jt.nn.pad(jt.ones((1, 1, y2 - y1, x2 - x1)), (x1, w - x2, y1, h - y2))
-        return logits / count
+        return slide_inference(self.encode_decode, img, self.test_cfg["crop_size"], self.test_cfg["stride"])
 
     def inference(self, img, out_size=None):
         """Logits for ``img`` in the configured test mode, resized to ``out_size`` (default: input size)."""
-        if self.test_cfg.get("mode", "whole") == "slide":
-            logits = self.slide_inference(img)
-        else:
-            logits = self.encode_decode(img)
-        if out_size is not None and tuple(out_size) != tuple(logits.shape[2:]):
-            logits = resize_bilinear(logits, out_size)
-        return logits
+        return run_inference(self.encode_decode, img, self.test_cfg, out_size)
+
+
+# Test-time inference around any ``encode_decode`` (NCHW image Var → logits Var at the image's
+# size): the Jittor model's own, or an exported graph's (jsegnext.deploy.OnnxSegmentor).
+
+def check_test_cfg(test_cfg):
+    """``test_cfg`` as a dict, checked: ``mode`` 'whole' (default) or 'slide' with crop_size and stride."""
+    test_cfg = dict(test_cfg or {"mode": "whole"})
+    mode = test_cfg.get("mode", "whole")
+    if mode not in ("whole", "slide"):
+        raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
+    if mode == "slide" and not {"crop_size", "stride"} <= set(test_cfg):
+        raise ValueError("test_cfg with mode='slide' needs crop_size and stride")
+    return test_cfg
+
+
+def run_inference(encode_decode, img, test_cfg, out_size=None):
+    """Logits of ``img`` in ``test_cfg``'s mode (whole or slide), resized to ``out_size`` if given."""
+    if test_cfg.get("mode", "whole") == "slide":
+        logits = slide_inference(encode_decode, img, test_cfg["crop_size"], test_cfg["stride"])
+    else:
+        logits = encode_decode(img)
+    if out_size is not None and tuple(out_size) != tuple(logits.shape[2:]):
+        logits = resize_bilinear(logits, out_size)
+    return logits
+
+
+def slide_inference(encode_decode, img, crop_size, stride):
+    """Average ``encode_decode``'s logits over overlapping ``crop_size`` windows every ``stride`` pixels."""
+    crop_h, crop_w = crop_size
+    stride_h, stride_w = stride
+    h, w = img.shape[2:]
+    logits, count = None, jt.zeros((1, 1, h, w))
+    for y1, x1, y2, x2 in slide_windows(h, w, crop_h, crop_w, stride_h, stride_w):
+        padding = (x1, w - x2, y1, h - y2)
+        window = jt.nn.pad(encode_decode(img[:, :, y1:y2, x1:x2]), padding)
+        logits = window if logits is None else logits + window
+        count += jt.nn.pad(jt.ones((1, 1, y2 - y1, x2 - x1)), padding)
+    return logits / count
 
 
 def slide_windows(h, w, crop_h, crop_w, stride_h, stride_w):
