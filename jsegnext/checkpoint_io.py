@@ -186,11 +186,9 @@ class _Refused(Exception):
         self.name = name
 
 
-class _StorageType:
-    """A PyTorch storage class named in a pickle (``torch.FloatStorage`` ...): only its element type."""
-
-    def __init__(self, name, dtype):
-        self.name, self.dtype = name, dtype
+# A PyTorch storage class named in a pickle (``torch.FloatStorage`` ...): only its element type.
+# What find_class hands out is immutable (or a function), so no file can alter it for the next one.
+_StorageType = collections.namedtuple("_StorageType", "name dtype")
 
 
 _TORCH_STORAGES = {
@@ -237,8 +235,8 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     return func(*args)
 
 
-class _TensorType:  # torch.Tensor / torch.nn.Parameter as named by _rebuild_from_type_v2
-    pass
+_TENSOR_TYPE = collections.namedtuple("_Marker", "name")("Tensor")  # torch.Tensor / Parameter, as named
+# by _rebuild_from_type_v2
 
 
 def _torch_size(*args):
@@ -251,7 +249,7 @@ def _jittor_var(data):  # jt.save / Module.save pickle a Var as jittor.Var(ndarr
     return data
 
 
-def _latin1(text, encoding="latin1"):
+def _latin1(text, encoding):
     # protocol-2 pickles store bytes as _codecs.encode(str, 'latin1')
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise pickle.UnpicklingError("unexpected _codecs.encode call")
@@ -294,7 +292,7 @@ _SAFE_GLOBALS = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Tensor"): _TensorType, ("torch.nn.parameter", "Parameter"): _TensorType,
+    ("torch", "Tensor"): _TENSOR_TYPE, ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
     ("torch", "Size"): _torch_size,
     ("jittor", "Var"): _jittor_var, ("jittor", "jittor_core.Var"): _jittor_var,
     ("mmengine.logging.history_buffer", "HistoryBuffer"): HistoryBuffer,
@@ -429,7 +427,7 @@ def _read_torch_zip(data, path):
                 raise CheckpointError(f"{path}: refused: storage {entry} expands {info.file_size} bytes from "
                                       f"{info.compress_size} (not how PyTorch writes checkpoints)")
             _attach(storage, archive.read(entry), big_endian, path)
-    return obj, storages
+    return obj
 
 
 def _read_torch_legacy(data, path):
@@ -456,7 +454,7 @@ def _read_torch_legacy(data, path):
         if count < 0 or len(raw) != nbytes:
             raise CheckpointError(f"{path}: truncated checkpoint: storage {key} has {len(raw)} of {nbytes} bytes")
         _attach(storage, raw, big_endian, path)
-    return obj, storages
+    return obj
 
 
 def _read_jittor_pkl(data, path):
@@ -553,7 +551,7 @@ def load(path):
         if kind == "safetensors":
             return _read_safetensors(data, path)
         if kind in ("torch-zip", "torch-legacy"):
-            obj, _ = (_read_torch_zip if kind == "torch-zip" else _read_torch_legacy)(data, path)
+            obj = (_read_torch_zip if kind == "torch-zip" else _read_torch_legacy)(data, path)
             return _materialise(obj, path)
         if kind == "jittor-pkl":
             return _unpickle_or_explain(lambda: _read_jittor_pkl(data, path), path)

@@ -125,3 +125,13 @@ def test_mmengine_history_buffers_are_kept_as_inert_data(tmp_path):
     buffer = back["message_hub"]["log_scalars"]["loss"]
     assert type(buffer) is not HistoryBuffer and buffer.state["max_length"] == 3
     np.testing.assert_array_equal(back["state_dict"]["w"], np.ones(2))
+
+
+def test_a_file_cannot_alter_what_the_reader_hands_out_to_the_next(tmp_path):
+    # BUILD on the FloatStorage type the allow-list returns: try to make every later float32 storage objects
+    build = b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x01\x00\x00\x00Osb."
+    (tmp_path / "tamper.pkl").write_bytes(build)
+    with pytest.raises(CheckpointError):
+        checkpoint_io.load(tmp_path / "tamper.pkl")
+    save_torch_checkpoint({"w": np.arange(3, dtype=np.float32)}, tmp_path / "next.pth")
+    np.testing.assert_array_equal(checkpoint_io.load(tmp_path / "next.pth")["w"], np.arange(3, dtype=np.float32))
