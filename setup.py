@@ -14,6 +14,7 @@ setup(
         # Ships the oneDNN CPU library that Jittor otherwise downloads on first import.
         "jittor_offline",
         "numpy<2",  # Jittor 1.3.11 is built against the NumPy 1.x ABI
+        "safetensors>=0.4",  # the file format of weights and checkpoints jsegnext writes (NumPy API)
         "pillow",
         "opencv-python-headless",
         "tqdm",

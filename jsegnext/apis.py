@@ -1,22 +1,31 @@
 """High-level entry points: build a model from a config and a checkpoint."""
 import numpy as np
 
-from .config import Config
+from .config import Config, ConfigError
+from .config_check import accepted_keys, validate_config
 from .models import build_segmentor
 from .weights import load_checkpoint
 
 
 def load_config(config, options=None):
-    """A Config from a path or an existing Config/dict, with ``key=value`` overrides applied."""
+    """A Config from a path or an existing Config/dict, with ``key=value`` overrides applied and its
+    sections checked (:func:`jsegnext.config_check.validate_config`; ConfigError names a bad key).
+
+    An override may change any key, or add one the dict's consumer accepts (e.g.
+    ``data.train.skip_bad_samples=True``).
+    """
     cfg = Config.fromfile(config) if isinstance(config, str) or hasattr(config, "__fspath__") else Config(config)
-    return cfg.merge_options(options)
+    cfg.merge_options(options, accepts=accepted_keys)
+    validate_config(cfg)
+    return cfg
 
 
 def init_model(config, checkpoint=None, options=None, allow_partial=False):
     """Build the config's segmentor in eval mode and load ``checkpoint`` (our ``.pkl`` or a reference ``.pth``).
 
     A checkpoint that does not fit (wrong variant or class count, truncated file, not a
-    checkpoint) raises ``jsegnext.weights.CheckpointError`` naming the file and the problem.
+    checkpoint, a refused file) raises ``jsegnext.errors.CheckpointError`` naming the file and the
+    problem; nothing stored in the file is ever run.
     """
     cfg = load_config(config, options)
     model = build_segmentor(cfg.model)
@@ -38,7 +47,7 @@ def init_backend(backend, config, checkpoint, options=None):
 
         return init_onnx_model(config, checkpoint, options=options)
     if backend != "jittor":
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return init_model(config, checkpoint, options=options)
 
 

@@ -12,7 +12,9 @@ A config may start from others, mmsegmentation style: ``_base_ = ['_base_/models
 error), then the file's own values are merged on top: dicts key by key, any other value (lists
 included) replaces. Bases are one level deep: a base has no ``_base_`` of its own.
 
-Overrides may only change keys that exist (a typo is an error, with a suggestion).
+Overrides may only change keys that exist (a typo is an error, with a suggestion), or add one
+that the dict's ``accepts`` schema allows (:func:`jsegnext.config_check.accepted_keys`, which
+:func:`jsegnext.apis.load_config` passes).
 """
 import ast
 import copy
@@ -21,9 +23,7 @@ import runpy
 import types
 from pathlib import Path
 
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message says which key and why."""
+from .errors import ConfigError  # noqa: F401  (importable from here as before)
 
 
 def did_you_mean(name, choices):
@@ -65,16 +65,20 @@ class Config(dict):
         dict.__setitem__(cfg, "filename", str(path))
         return cfg
 
-    def merge_options(self, options):
-        """Apply ``key.sub=value`` overrides; values are Python literals or plain strings."""
+    def merge_options(self, options, accepts=None):
+        """Apply ``key.sub=value`` overrides; values are Python literals or plain strings.
+
+        ``accepts(path, node)`` names the keys the dict ``node`` at dotted ``path`` may gain (None:
+        only existing keys may be set).
+        """
         for option in options or []:
             if "=" not in option:
                 raise ConfigError(f"override {option!r} is not of the form key=value")
             key, text = option.split("=", 1)
-            self.set_path(key.strip(), parse_value(text.strip()))
+            self.set_path(key.strip(), parse_value(text.strip()), accepts)
         return self
 
-    def set_path(self, dotted, value):
+    def set_path(self, dotted, value, accepts=None):
         node, parts = self, dotted.split(".")
         for depth, part in enumerate(parts):
             where = ".".join(parts[:depth + 1])
@@ -83,8 +87,12 @@ class Config(dict):
                     raise ConfigError(f"unknown config key {where!r}: not an index of a list of {len(node)}")
                 part = int(part)
             elif not isinstance(node, dict) or part not in node:
-                choices = node.keys() if isinstance(node, dict) else []
-                raise ConfigError(f"unknown config key {where!r}{did_you_mean(str(part), choices)}")
+                allowed = []
+                if accepts is not None and isinstance(node, dict) and depth == len(parts) - 1:
+                    allowed = accepts(".".join(parts[:depth]), node) or []
+                if part not in allowed:
+                    choices = list(node.keys()) + list(allowed) if isinstance(node, dict) else []
+                    raise ConfigError(f"unknown config key {where!r}{did_you_mean(str(part), choices)}")
             if depth == len(parts) - 1:
                 node[part] = _wrap(value)
             else:
@@ -176,13 +184,19 @@ def _unwrap(value):
 
 
 def check_kwargs(func, kwargs, where):
-    """Raise ConfigError naming ``where.key`` for any key ``func`` does not accept."""
+    """Raise ConfigError naming ``where.key`` for any key ``func`` (a function, or a class: its
+    ``__init__`` and those its ``**kwargs`` pass to) does not accept."""
     import inspect
 
-    params = inspect.signature(func).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = [name for name in params if name != "self"]
+    if isinstance(func, type):
+        from .config_check import init_params
+
+        allowed = init_params(func)
+    else:
+        params = inspect.signature(func).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        allowed = [name for name in params if name != "self"]
     for key in kwargs:
         if key not in allowed:
             raise ConfigError(f"unknown config key '{where}.{key}'{did_you_mean(key, allowed)}")

@@ -1,53 +1,42 @@
-"""Reading reference (PyTorch) and jsegnext checkpoints and loading them into a model.
+"""Weights: the layouts of published and jsegnext checkpoints, and loading them into a model.
 
-Layouts recognised, without PyTorch installed:
+Files are read by :mod:`jsegnext.checkpoint_io` (any format, detected from the content, no code
+from the file ever runs). Layouts recognised, without PyTorch installed:
 
 * mmcv checkpoints ``{'meta', 'state_dict'[, 'optimizer']}`` as released with SegNeXt;
 * bare state dicts, and ``module.``-prefixed ones saved from (Distributed)DataParallel;
 * mmsegmentation 1.x files, where ``mlp.dwconv.dwconv.`` is named ``mlp.dwconv.``;
 * ImageNet-pretrained MSCAN files (``mscan_t.pth`` ...): no ``backbone.`` prefix and a
   classifier (``head.*``) that a segmentor has no use for;
-* jsegnext ``.pkl`` files (``{'meta', 'state_dict'}`` of NumPy arrays, written by ``jt.save``).
-"""
-import os
-import pickle
-import zipfile
+* jsegnext files (``{'meta', 'state_dict'}``: weights from ``convert_weights.py``, training checkpoints).
 
+One rule for values: a tensor is copied into the model cast to the dtype of the model's variable
+(a float16 or float64 checkpoint loads into a float32 model), for ``pretrained``, ``load_from``,
+``--resume`` and :func:`jsegnext.apis.init_model` alike (all go through :func:`load_state`).
+"""
 import numpy as np
 
+from . import checkpoint_io
+from .errors import CheckpointError
 from .runtime import jt
 
 DROPPED_SUFFIXES = ("num_batches_tracked",)
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the model; the message names the file."""
+__all__ = ["CheckpointError", "read_checkpoint", "normalise_keys", "is_backbone_only", "model_state", "LoadReport",
+           "match_state", "load_state", "load_checkpoint", "infer_model_cfg", "save_weights"]
 
 
 def read_checkpoint(path):
-    """Return ``(state_dict, meta)`` with NumPy values, whatever the file's layout."""
+    """Return ``(state_dict, meta)`` with NumPy values, whatever the file's format and layout."""
     path = str(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        obj = jt.load(path)
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, RuntimeError, KeyError,
-            AttributeError, ImportError, IndexError, TypeError, OSError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a checkpoint file: {reason})") from None
+    obj = checkpoint_io.load(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__}, not a dict of tensors)")
     meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
     state = obj.get("state_dict", obj.get("model", obj))
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{path}: not a checkpoint (no state dict found)")
-    arrays = {}
-    for key, value in state.items():
-        if isinstance(value, jt.Var):
-            value = value.numpy()
-        if not isinstance(value, np.ndarray):
-            continue  # e.g. non-tensor entries some tools store beside the weights
-        arrays[str(key)] = value
+    arrays = {str(k): v for k, v in state.items() if isinstance(v, np.ndarray)}  # other entries: not weights
     if not arrays:
         raise CheckpointError(f"{path}: not a checkpoint (it holds no tensors)")
     return arrays, meta
@@ -138,7 +127,8 @@ def load_state(model, state_dict, allow_partial=False, scope="", dropped=(), sou
         raise CheckpointError(f"{source} does not fit the model: {report.summary()}")
     target = model_state(model)
     for key in report.loaded:
-        target[key].update(jt.array(np.ascontiguousarray(state_dict[key]).astype(np.float32)))
+        var = target[key]
+        var.update(jt.array(np.ascontiguousarray(state_dict[key]).astype(str(var.dtype), copy=False)))
     return report
 
 
@@ -194,8 +184,6 @@ def infer_model_cfg(state_dict):
 
 
 def save_weights(path, state_dict, meta=None):
-    """Write a jsegnext weight file (``{'meta', 'state_dict'}`` of NumPy arrays) atomically."""
-    from .engine.checkpoint import _encode, atomic_write_bytes  # same file format and crash safety
-
+    """Write a jsegnext weight file (``{'meta', 'state_dict'}``, safetensors + JSON) atomically."""
     obj = {"meta": dict(meta or {}), "state_dict": {k: np.asarray(v) for k, v in state_dict.items()}}
-    atomic_write_bytes(str(path), _encode(obj))
+    return checkpoint_io.save(str(path), obj)

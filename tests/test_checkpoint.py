@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from jsegnext.engine.checkpoint import (CheckpointError, CheckpointManager, is_complete_checkpoint, load_checkpoint,
-                                        load_training_state, save_checkpoint)
+from jsegnext.engine.checkpoint import (CheckpointError, CheckpointManager, is_complete_checkpoint,
+                                        load_training_state, read_training_checkpoint, save_checkpoint)
 from jsegnext.engine.optim import PolyLrSchedule, build_optimizer
 from jsegnext.runtime import jt
 
@@ -70,16 +70,35 @@ def test_resume_continues_exactly(tmp_path):
         np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
 
 
-def test_file_format_readable_by_jittor_and_weights(tmp_path):
+def test_file_format_is_safetensors_readable_by_weights(tmp_path):
+    from safetensors.numpy import load_file
+
     from jsegnext.weights import read_checkpoint
     model, opt, _ = make(0)
     path = save_checkpoint(str(tmp_path / "a.pkl"), model, opt, {"iter": 7})
-    raw = jt.load(path)
-    assert raw["meta"]["iter"] == 7 and "optimizer" in raw
+    plain = load_file(path)  # any safetensors reader: the state dict under its own names
+    np.testing.assert_array_equal(plain["norm.running_var"], model.norm.running_var.numpy())
     state, meta = read_checkpoint(path)
-    assert meta["iter"] == 7 and "norm.running_var" in state
-    ckpt = load_checkpoint(path)
+    assert meta["iter"] == 7 and "norm.running_var" in state and not any(k.startswith("@") for k in state)
+    ckpt = read_training_checkpoint(path)
     assert set(ckpt) == {"meta", "state_dict", "optimizer"} and "rng" in ckpt["meta"]
+
+
+def test_resume_from_an_old_pickle_checkpoint(tmp_path):
+    """Checkpoints of jsegnext 0.1 (Jittor's pickle .pkl) still resume, through the restricted reader."""
+    from jsegnext.engine.checkpoint import model_state_numpy, optimizer_state, rng_state
+    model, opt, sched = make(0)
+    train_step(model, opt, sched, 0)
+    obj = {"meta": {"iter": 1, "rng": rng_state(), "jsegnext_checkpoint": 1},
+           "state_dict": model_state_numpy(model), "optimizer": optimizer_state(opt)}
+    old = tmp_path / "iter_1.pkl"
+    jt.save(obj, str(old))  # the 0.1 format: pickle + sha1 + trailer
+    assert old.read_bytes().endswith(b"HCAJSLHD") and is_complete_checkpoint(old)
+    model2, opt2, _ = make(5)
+    assert load_training_state(old, model2, opt2)["iter"] == 1 and opt2.n_step == 1
+    for k, v in params(model).items():
+        np.testing.assert_array_equal(params(model2)[k], v)
+    assert CheckpointManager(tmp_path).latest() == str(old)
 
 
 def test_rotation_latest_and_best(tmp_path):
@@ -91,7 +110,7 @@ def test_rotation_latest_and_best(tmp_path):
     manager.save_best("best_mIoU_iter_5.pkl", model, None, {"iter": 5})
     assert sorted(os.listdir(tmp_path)) == ["best_mIoU_iter_5.pkl", "iter_4.pkl", "iter_5.pkl", "latest.pkl"]
     assert os.readlink(tmp_path / "latest.pkl") == "iter_5.pkl"
-    assert load_checkpoint(tmp_path / "latest.pkl")["meta"]["iter"] == 5
+    assert read_training_checkpoint(tmp_path / "latest.pkl")["meta"]["iter"] == 5
     assert manager.latest() == str(tmp_path / "iter_5.pkl")
     assert manager.best() == str(tmp_path / "best_mIoU_iter_5.pkl")
 
@@ -136,20 +155,20 @@ def test_clear_errors(tmp_path):
     data = open(path, "rb").read()
     cases = {
         "truncated.pkl": (data[: len(data) // 3], "truncated"),
-        "flipped.pkl": (data[:100] + bytes([data[100] ^ 1]) + data[101:], "checksum"),
+        "flipped.pkl": (data[:-10] + bytes([data[-10] ^ 1]) + data[-9:], "checksum"),
         "text.pkl": (b"hello, not a checkpoint\n", "not a readable checkpoint"),
         "empty.pkl": (b"", "empty"),
         "list.pkl": (pickle.dumps([1, 2, 3]), "no 'state_dict'"),
-        "evil.pkl": (pickle.dumps(_Evil()), "never contain"),
+        "evil.pkl": (pickle.dumps(_Evil()), "refused: it references posix.getcwd"),
     }
     for name, (content, message) in cases.items():
         bad = tmp_path / name
         bad.write_bytes(content)
         with pytest.raises(CheckpointError, match=message) as info:
-            load_checkpoint(bad)
+            read_training_checkpoint(bad)
         assert str(bad) in str(info.value)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        load_checkpoint(tmp_path / "missing.pkl")
+        read_training_checkpoint(tmp_path / "missing.pkl")
 
     class Other(Tiny):
         def __init__(self):

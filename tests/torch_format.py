@@ -1,13 +1,16 @@
-"""Write checkpoints in PyTorch's zip serialisation format without PyTorch installed.
+"""Write checkpoints in PyTorch's serialisation formats without PyTorch installed.
 
-Tests use it to build reference-style ``.pth`` files in every layout the importer must read
-(the real format: a zip with ``<name>/data.pkl`` whose tensors point at ``<name>/data/<key>``
-storages through pickle persistent ids).
+Tests use it to build reference-style ``.pth`` files in every layout the importer must read:
+the zip format (``torch.save`` since 1.6: a zip with ``<name>/data.pkl`` whose tensors point at
+``<name>/data/<key>`` storages through pickle persistent ids) and the legacy format
+(``_use_new_zipfile_serialization=False``: magic number, protocol, system info, the pickle, the
+storage keys, then each storage as an int64 element count and its bytes).
 """
 import collections
 import contextlib
 import io
 import pickle
+import struct
 import sys
 import types
 import zipfile
@@ -52,14 +55,15 @@ class _Tensor:
 
 
 class _Pickler(pickle.Pickler):
-    def __init__(self, file, torch):
+    def __init__(self, file, torch, legacy=False):
         super().__init__(file, protocol=2)
-        self.torch = torch
+        self.torch, self.legacy = torch, legacy
 
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
             storage_type = getattr(self.torch, _STORAGE_NAMES[obj.tensor.array.dtype])
-            return ("storage", storage_type, str(obj.tensor.key), "cpu", obj.tensor.array.size)
+            pid = ("storage", storage_type, str(obj.tensor.key), "cpu", obj.tensor.array.size)
+            return pid + (None,) if self.legacy else pid  # legacy ids end with the view metadata
         return None
 
     def reducer_override(self, obj):
@@ -76,8 +80,8 @@ class _Storage:
         self.tensor = tensor
 
 
-def save_torch_checkpoint(obj, path, archive_name="archive"):
-    """Save nested dicts/lists whose leaves may be NumPy arrays as a PyTorch ``.pth`` zip file."""
+def _with_tensors(obj):
+    """``obj`` with its arrays replaced by tensors to pickle, and the list of those tensors."""
     tensors = []
 
     def convert(value):
@@ -90,7 +94,12 @@ def save_torch_checkpoint(obj, path, archive_name="archive"):
             return type(value)(convert(v) for v in value)
         return value
 
-    converted = convert(obj)
+    return convert(obj), tensors
+
+
+def save_torch_checkpoint(obj, path, archive_name="archive"):
+    """Save nested dicts/lists whose leaves may be NumPy arrays as a PyTorch ``.pth`` zip file."""
+    converted, tensors = _with_tensors(obj)
     buffer = io.BytesIO()
     with _fake_torch() as torch:
         _Pickler(buffer, torch).dump(converted)
@@ -100,3 +109,20 @@ def save_torch_checkpoint(obj, path, archive_name="archive"):
         for tensor in tensors:
             archive.writestr(f"{archive_name}/data/{tensor.key}", tensor.array.tobytes())
         archive.writestr(f"{archive_name}/version", "3\n")
+
+
+LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+
+
+def save_torch_legacy_checkpoint(obj, path):
+    """Save like ``torch.save(obj, path, _use_new_zipfile_serialization=False)``."""
+    converted, tensors = _with_tensors(obj)
+    sys_info = dict(protocol_version=1001, little_endian=True, type_sizes=dict(short=2, int=4, long=4))
+    with open(path, "wb") as f, _fake_torch() as torch:
+        for header in (LEGACY_MAGIC, 1001, sys_info):
+            pickle.dump(header, f, protocol=2)
+        _Pickler(f, torch, legacy=True).dump(converted)
+        pickle.dump(sorted(str(t.key) for t in tensors), f, protocol=2)
+        for tensor in sorted(tensors, key=lambda t: str(t.key)):
+            f.write(struct.pack("<q", tensor.array.size))
+            f.write(tensor.array.tobytes())

@@ -48,7 +48,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jsegnext.apis import load_config  # noqa: E402
-from jsegnext.config import ConfigError  # noqa: E402
+from jsegnext.cli import one_line_errors  # noqa: E402
 from jsegnext.flops import count_flops, count_parameters  # noqa: E402
 from jsegnext.models import build_segmentor  # noqa: E402
 from jsegnext.runtime import device_name, jt  # noqa: E402
@@ -340,14 +340,11 @@ def format_table(r):
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+@one_line_errors
 def main(argv=None):
     args = parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run(args)
 
 
 if __name__ == "__main__":

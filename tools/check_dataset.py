@@ -24,7 +24,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jsegnext.config import Config, ConfigError  # noqa: E402
+from jsegnext.apis import load_config  # noqa: E402
+from jsegnext.cli import one_line_errors  # noqa: E402
+from jsegnext.config import ConfigError, did_you_mean  # noqa: E402
 from jsegnext.datasets import DataError, build_dataset  # noqa: E402
 from jsegnext.datasets.transforms import read_image, read_label, reduce_zero_label  # noqa: E402
 
@@ -144,22 +146,17 @@ def summary(dataset, count, problems, total, sizes, out=None):
     return 1
 
 
+@one_line_errors(exit_codes={ConfigError: 2})
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        cfg = Config.fromfile(args.config).merge_options(args.options)
-        data = cfg.get("data")
-        if not isinstance(data, dict) or not isinstance(data.get(args.split), dict):
-            splits = [k for k, v in (data or {}).items() if isinstance(v, dict)]
-            raise ConfigError(f"{args.config}: no data.{args.split} dataset (has: {', '.join(splits) or 'none'})")
-        overrides = {"data_root": args.data_root} if args.data_root else {}
-        dataset = build_dataset(data[args.split], **overrides)  # the pipeline is built, not run
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
-    except DataError as err:
-        print(f"PROBLEM: {err}", file=sys.stderr)
-        return 1
+    cfg = load_config(args.config, args.options)
+    data = cfg.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get(args.split), dict):
+        splits = [k for k, v in (data or {}).items() if isinstance(v, dict)]
+        raise ConfigError(f"{args.config}: no data.{args.split} dataset{did_you_mean(args.split, splits)} "
+                          f"(has: {', '.join(splits) or 'none'})")
+    overrides = {"data_root": args.data_root} if args.data_root else {}
+    dataset = build_dataset(data[args.split], **overrides)  # the pipeline is built, not run; DataError: exit 1
     count = len(dataset) if args.max_images is None else max(0, min(len(dataset), args.max_images))
     problems, total, sizes = scan(dataset, count, max(1, args.nproc), progress=not args.no_progress)
     return summary(dataset, count, problems, total, sizes)

@@ -20,11 +20,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jsegnext.apis import init_model  # noqa: E402
-from jsegnext.config import ConfigError  # noqa: E402
-from jsegnext.deploy import DEFAULT_OPSET, ExportError, OnnxModelError, OnnxSegmentor, export_onnx  # noqa: E402
+from jsegnext.cli import one_line_errors  # noqa: E402
+from jsegnext.deploy import DEFAULT_OPSET, OnnxSegmentor, export_onnx  # noqa: E402
 from jsegnext.deploy.export import nmf_seed_of  # noqa: E402
 from jsegnext.runtime import jt  # noqa: E402
-from jsegnext.weights import CheckpointError  # noqa: E402
 
 #: Largest accepted difference between onnxruntime and jsegnext, relative to the logits' largest magnitude.
 VERIFY_TOLERANCE = 1e-4
@@ -64,31 +63,27 @@ def verify(model, path, shape, seed):
     return float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-12))
 
 
+@one_line_errors
 def main(argv=None):
     args = parse_args(argv)
+    model = init_model(args.config, args.checkpoint, options=args.cfg_options)
+    shape = tuple(args.shape) if args.shape else default_shape(model)
+    seed = nmf_seed_of(model, args.nmf_seed)
+    proto = export_onnx(model, args.output, input_shape=shape, dynamic=args.dynamic, opset=args.opset,
+                        nmf_seed=seed)
+    size_mb = Path(args.output).stat().st_size / 1e6
+    dims = "batch x 3 x H x W (dynamic)" if args.dynamic else f"1 x 3 x {shape[0]} x {shape[1]}"
+    print(f"wrote {args.output} ({size_mb:.1f} MB, opset {args.opset}, {len(proto.graph.node)} nodes): "
+          f"image {dims} -> logits with {model.num_classes} classes; NMF bases fixed (seed {seed}); "
+          "onnx.checker passed")
+    if args.no_verify:
+        return 0
     try:
-        model = init_model(args.config, args.checkpoint, options=args.cfg_options)
-        shape = tuple(args.shape) if args.shape else default_shape(model)
-        seed = nmf_seed_of(model, args.nmf_seed)
-        proto = export_onnx(model, args.output, input_shape=shape, dynamic=args.dynamic, opset=args.opset,
-                            nmf_seed=seed)
-        size_mb = Path(args.output).stat().st_size / 1e6
-        dims = "batch x 3 x H x W (dynamic)" if args.dynamic else f"1 x 3 x {shape[0]} x {shape[1]}"
-        print(f"wrote {args.output} ({size_mb:.1f} MB, opset {args.opset}, {len(proto.graph.node)} nodes): "
-              f"image {dims} -> logits with {model.num_classes} classes; NMF bases fixed (seed {seed}); "
-              "onnx.checker passed")
-        if args.no_verify:
-            return 0
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            print("onnxruntime is not installed: not verified (pip install onnxruntime)")
-            return 0
-        error = verify(model, args.output, shape, seed)
-    except (ConfigError, CheckpointError, ExportError, OnnxModelError, FileNotFoundError, ImportError,
-            ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("onnxruntime is not installed: not verified (pip install onnxruntime)")
+        return 0
+    error = verify(model, args.output, shape, seed)
     verdict = "ok" if error <= VERIFY_TOLERANCE else f"FAILED (tolerance {VERIFY_TOLERANCE:g})"
     print(f"onnxruntime vs jsegnext at {shape[0]}x{shape[1]}: max difference {error:.2e} of the largest logit: "
           f"{verdict}")

@@ -37,7 +37,7 @@ def build_dataset(cfg, **overrides):
         raise ConfigError(f"unknown dataset type {name!r}{did_you_mean(str(name), DATASETS)}; "
                           f"known: {', '.join(sorted(DATASETS))}")
     cls = DATASETS[name]
-    check_kwargs(cls.__init__, kwargs, name)
+    check_kwargs(cls, kwargs, name)
     if 'img_dir' not in kwargs:
         raise ConfigError(f"{name}: the config needs img_dir")
     return cls(**kwargs)

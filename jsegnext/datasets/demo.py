@@ -11,7 +11,11 @@ background, so a model must tell classes apart by shape and texture:
   in the objects' colours) that is labelled background.
 
 Written in the standard layout of ``CustomDataset``: ``images/{train,val}/*.png`` and
-``annotations/{train,val}/*.png`` (label ids 0..4).
+``annotations/{train,val}/*.png`` (label ids 0..4), with ``demo.json`` listing the settings and
+every file generated. Generation never touches anything else: it writes only into a missing or
+empty folder, or one holding nothing but an earlier demo dataset (the files its ``demo.json``
+lists, which are the only ones ever deleted); any other folder is refused with a
+:class:`DataError` saying why, and left as it was.
 """
 import json
 import os
@@ -22,10 +26,12 @@ import numpy as np
 
 from .builder import register_dataset
 from .custom import CustomDataset
+from .errors import DataError
 
 CLASSES = ("background", "stripes", "checker", "dots", "ring")
 PALETTE = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200))
-VERSION = 1
+VERSION = 1  # of the drawing code: a change regenerates earlier demo datasets
+MARKER = "demo.json"
 
 
 def _random_colour(rng):
@@ -107,17 +113,71 @@ def draw_scene(rng, size=128):
     return np.clip(img, 0, 255).astype(np.uint8), label
 
 
+def _planned_files(num_train, num_val):
+    return [f"{sub}/{split}/{split}_{i:04d}.png" for split, count in (("train", num_train), ("val", num_val))
+            for sub in ("images", "annotations") for i in range(count)]
+
+
+def _files_under(root):
+    """Relative paths of every file (and symlink) under ``root``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        names = filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        found += [Path(os.path.relpath(os.path.join(dirpath, n), root)).as_posix() for n in names]
+    return found
+
+
+def _read_marker(path):
+    """(spec, files we wrote, complete) from ``demo.json``; None when unreadable. Markers of jsegnext
+    0.1 hold the spec alone and were written last; their files follow from the spec."""
+    try:
+        data = json.loads(path.read_text())
+        if "spec" not in data:
+            data = {"spec": data, "files": _planned_files(data["num_train"], data["num_val"]), "complete": True}
+        return data["spec"], set(data["files"]), bool(data["complete"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_marker(path, spec, files, complete):
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"spec": spec, "files": files, "complete": complete}))
+    os.replace(tmp, path)
+
+
 def ensure_demo_dataset(root, num_train=400, num_val=60, size=128, seed=0):
-    """Generate the demo dataset under ``root`` unless an identical one is already there."""
+    """Generate the demo dataset under ``root`` unless an identical one is already there.
+
+    Refuses (DataError, nothing changed) a folder holding anything but an earlier demo dataset.
+    """
     root = Path(root)
     spec = dict(version=VERSION, num_train=num_train, num_val=num_val, size=size, seed=seed)
-    marker = root / "demo.json"
-    if marker.exists() and json.loads(marker.read_text()) == spec:
+    files = _planned_files(num_train, num_val)
+    marker = root / MARKER
+    if root.exists() and not root.is_dir():
+        raise DataError(f"demo data_root {root} is a file, not a folder", str(root))
+    present = set(_files_under(root)) - {MARKER} if root.is_dir() else set()
+    for name in [n for n in present if n.startswith(f".{MARKER}.tmp-")]:  # of an interrupted earlier run
+        (root / name).unlink()
+        present.discard(name)
+    previous = _read_marker(marker) if marker.exists() else None
+    if marker.exists() and previous is None:
+        raise DataError(f"demo data_root {root}: {marker} is not a demo dataset marker; the demo scenes are "
+                        "generated only into an empty or new folder - nothing was changed, give another "
+                        "data_root", str(marker))
+    if previous is not None and previous[0] == spec and previous[2] and set(files) <= present:
         return root
-    for split in ("train", "val"):  # a different earlier spec: start afresh
-        for sub in ("images", "annotations"):
-            for old in (root / sub / split).glob("*.png"):
-                old.unlink()
+    ours = previous[1] if previous is not None else set()
+    foreign = sorted(present - ours)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" ... ({len(foreign)} files)" if len(foreign) > 3 else "")
+        raise DataError(f"demo data_root {root} holds files the demo generator did not write ({shown}); the demo "
+                        "scenes are generated only into an empty or new folder, or over an earlier demo dataset - "
+                        "nothing was changed, give another data_root", str(root / foreign[0]))
+    for name in sorted(present & ours):  # an earlier demo dataset (other settings, or interrupted)
+        (root / name).unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    _write_marker(marker, spec, files, complete=False)  # an interrupted generation stays ours
     rng = np.random.default_rng(seed)
     for split, count in (("train", num_train), ("val", num_val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -126,11 +186,8 @@ def ensure_demo_dataset(root, num_train=400, num_val=60, size=128, seed=0):
             img, label = draw_scene(rng, size)
             cv2.imwrite(str(root / "images" / split / f"{split}_{i:04d}.png"), img)
             cv2.imwrite(str(root / "annotations" / split / f"{split}_{i:04d}.png"), label)
-    tmp = marker.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(spec))
-    os.replace(tmp, marker)
+    _write_marker(marker, spec, files, complete=True)
     return root
-
 
 
 @register_dataset

@@ -16,7 +16,8 @@ import math
 
 import numpy as np
 
-from ..engine.checkpoint import atomic_write_bytes
+from ..checkpoint_io import atomic_write_bytes
+from ..errors import DeployError, MissingDependencyError
 from ..models.ham_head import NMF2D, Hamburger, LightHamHead
 from ..models.layers import BatchNorm2d, ChannelLayerNorm, Conv1x1, ConvModule, DropPath, GroupNorm
 from ..models.mscan import (MSCAN, GELU, AttentionModule, Block, DWConv, Mlp, OverlapPatchEmbed,
@@ -25,7 +26,7 @@ from ..models.segmentor import EncoderDecoder
 from ..ops.depthwise_conv import DepthwiseConv2d
 from ..ops.strip_conv import StripConv
 from ..runtime import jt
-from .graph import MIN_OPSET, GraphBuilder, onnx, tensor_info
+from .graph import MIN_OPSET, MISSING, GraphBuilder, onnx, tensor_info
 
 DEFAULT_OPSET = 17
 #: Seed of the NMF bases when the config's ``ham_kwargs`` has none.
@@ -34,7 +35,7 @@ DEFAULT_NMF_SEED = 0
 INPUT, OUTPUT = "image", "logits"
 
 
-class ExportError(ValueError):
+class ExportError(DeployError):
     """The model cannot be exported as asked (unknown module, bad shape or opset)."""
 
 
@@ -303,9 +304,7 @@ def nmf_seed_of(model, nmf_seed=None):
 def build_onnx(model, input_shape=(512, 512), dynamic=False, opset=DEFAULT_OPSET, nmf_seed=None, batch_size=1):
     """The ONNX ModelProto of ``model``'s whole-image network (see :func:`export_onnx`)."""
     if onnx is None:
-        from .graph import MISSING
-
-        raise ImportError(MISSING)
+        raise MissingDependencyError(MISSING)
     if not MIN_OPSET <= int(opset) <= onnx.defs.onnx_opset_version():
         raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
                           f"(default {DEFAULT_OPSET})")

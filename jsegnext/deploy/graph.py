@@ -1,6 +1,8 @@
 """A small ONNX graph builder: named nodes and constants, and the few ops whose form changes with the opset."""
 import numpy as np
 
+from ..errors import MissingDependencyError
+
 try:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -20,7 +22,7 @@ class GraphBuilder:
 
     def __init__(self, opset):
         if onnx is None:
-            raise ImportError(MISSING)
+            raise MissingDependencyError(MISSING)
         self.opset = opset
         self.nodes, self.initializers = [], []
         self._used = set()

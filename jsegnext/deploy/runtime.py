@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DeployError, MissingDependencyError
 from ..models.segmentor import check_test_cfg, run_inference
 from ..runtime import jt
 
@@ -16,7 +17,7 @@ MISSING = ('--backend onnxruntime needs the "onnxruntime" package: pip install -
            '(or pip install onnxruntime)')
 
 
-class OnnxModelError(ValueError):
+class OnnxModelError(DeployError):
     """The ONNX file is missing, unreadable or does not fit the config."""
 
 
@@ -24,7 +25,7 @@ def _session(path, providers=None):
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ImportError(MISSING) from None
+        raise MissingDependencyError(MISSING) from None
     path = Path(path)
     if not path.is_file():
         raise OnnxModelError(f"{path}: no such ONNX file")

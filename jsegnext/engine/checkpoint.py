@@ -1,21 +1,30 @@
-"""Training checkpoints: atomic writes, rotation, a crash-proof ``latest``, exact resume.
+"""Training checkpoints: what a run saves to continue exactly, rotation, a crash-proof ``latest``.
 
-File format: Jittor's ``.pkl`` (what ``jt.save`` writes, so ``jt.load`` and
-``jsegnext.weights`` read it): ``pickle(obj, protocol 4) + sha1(pickle) + b"HCAJSLHD"``, with
+File format: jsegnext's (:mod:`jsegnext.checkpoint_io`: safetensors for the arrays, JSON for the
+rest; no code can be stored in it), holding
 
-    {'meta': {..., 'rng': {...}}, 'state_dict': {name: np.ndarray}, 'optimizer': {...}}
+    {'meta': {'iter', 'run_id', 'rng': {...}, ...}, 'state_dict': {name: array}, 'optimizer': {...}}
 
-* ``state_dict``: every Var of ``model.state_dict()`` (parameters and BN statistics) as NumPy.
+* ``state_dict``: every Var of ``model.state_dict()`` (parameters and BN statistics).
 * ``optimizer``: the optimiser's step count and its per-parameter buffers (AdamW ``m`` and
   ``values`` = exp_avg / exp_avg_sq; SGD ``values`` = momentum), group by group, with the
   parameter names of each group so a mismatch is reported by name. Learning rates are not
   restored: they come from the config and the schedule, recomputed every iteration.
-* ``meta``: what the caller passes (iteration, best mIoU, config ...) plus ``rng``: Python
-  ``random`` and NumPy global generator states, and Jittor's seed (``jt.get_seed()``).
-  Jittor exposes no way to read or restore the position of its generator's stream: restoring
-  re-seeds it with that seed. Exact continuation of Jittor randomness (drop path, dropout, NMF
-  bases) therefore needs the trainer to re-seed Jittor deterministically (e.g. from
-  (seed, iteration) at every iteration, see :func:`iteration_seed`).
+* ``meta``: what the caller passes (iteration, best mIoU, config ...), ``run_id`` (see below) and
+  ``rng``: Python ``random`` and NumPy global generator states, and Jittor's seed
+  (``jt.get_seed()``). Jittor exposes no way to read or restore the position of its generator's
+  stream: restoring re-seeds it with that seed. Exact continuation of Jittor randomness (drop
+  path, dropout, NMF bases) therefore needs the trainer to re-seed Jittor deterministically (e.g.
+  from (seed, iteration) at every iteration, see :func:`iteration_seed`).
+
+Checkpoints written by older jsegnext (Jittor's pickle ``.pkl``) still load and resume, through
+the same restricted reader.
+
+Runs: every checkpoint records the ``run_id`` of the run that wrote it (new for a fresh start,
+kept by ``--resume``). A :class:`CheckpointManager` deletes only files of its own run (rotation of
+``iter_N.pkl``, the previous best), and :meth:`~CheckpointManager.latest` resumes the run
+``latest.pkl`` belongs to; files of other runs (and older files without a run id) are never
+deleted. Starting a fresh run in a work dir that holds checkpoints is refused by the trainer.
 
 Crash safety (``kill -9`` at any instant, power loss):
 
@@ -25,127 +34,43 @@ Crash safety (``kill -9`` at any instant, power loss):
   ``iter_N.pkl``, and leftovers of dead writers are deleted at the next save;
 * ``latest.pkl`` is a relative symlink to the newest periodic checkpoint, itself replaced
   atomically (new symlink under a temporary name + ``os.replace``), and only after the target
-  is complete; it is loadable directly like mmcv's ``latest.pth``;
+  is complete; it is loadable directly like mmcv's ``latest.pth``. A regular file there (a copy)
+  is accepted too, by ``--resume`` and by the manager (which moves it to its ``iter_N.pkl`` name
+  before pointing the link, so it is not lost);
 * :meth:`CheckpointManager.latest` does not trust the link blindly: it returns the newest
-  checkpoint (by iteration in the name) among the link's target and the ``iter_N.pkl`` files
-  that is complete (checksum verified), so a dangling link, a truncated or hand-copied file, or
-  a file system without symlinks still resumes from the last good state;
+  complete checkpoint (checksum verified) of that run, so a dangling link, a truncated or
+  hand-copied file, or a file system without symlinks still resumes from the last good state;
 * old checkpoints are deleted (``max_keep``) only after the new one and the link are in place.
 """
-import hashlib
-import io
 import os
-import pickle
 import random
 import re
 import time
+import uuid
 
 import numpy as np
 
+from .. import checkpoint_io
+from ..errors import CheckpointError
 from ..runtime import jt
-from ..weights import CheckpointError
+from ..weights import load_state
 
-MAGIC = b"HCAJSLHD"  # Jittor's pickle trailer
-_SHA1 = 20
-FORMAT_VERSION = 1
 LATEST = "latest.pkl"
 _PERIODIC = re.compile(r"^iter_(\d+)\.pkl$")
 _ITER_NAME = re.compile(r"^iter_(\d+)(?:_[^/]*)?\.pkl$")
 _BEST = re.compile(r"^best_.*\.pkl$")
-_TMP = re.compile(r"^\..+\.tmp-(\d+)$")
+_CHECKPOINT = re.compile(r"^(iter_\d+.*|latest|best_.*)\.pkl$")
+_TMP = re.compile(r"^\.((?:iter_\d+.*|latest|best_.*)\.pkl)\.tmp-(\d+)$")
 
-__all__ = ["CheckpointError", "CheckpointManager", "save_checkpoint", "load_checkpoint", "load_training_state",
-           "resume", "is_complete_checkpoint", "rng_state", "restore_rng_state", "iteration_seed",
-           "optimizer_state", "load_optimizer_state"]
+__all__ = ["CheckpointError", "CheckpointManager", "save_checkpoint", "read_training_checkpoint",
+           "load_training_state", "resume", "is_complete_checkpoint", "rng_state", "restore_rng_state",
+           "iteration_seed", "optimizer_state", "load_optimizer_state", "new_run_id"]
 
-
-# ---------------------------------------------------------------------------------- file format
-def _encode(obj):
-    payload = pickle.dumps(obj, 4)
-    return payload + hashlib.sha1(payload).digest() + MAGIC
+is_complete_checkpoint = checkpoint_io.is_complete
 
 
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-    ("collections", "OrderedDict"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"), ("pathlib", "Path"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "slice"),
-    ("builtins", "range"), ("builtins", "bytearray"),
-}
-
-
-class _Unpickler(pickle.Unpickler):
-    """Only the types a checkpoint holds (NumPy arrays and plain Python data): no code runs."""
-
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS or (module.startswith("numpy.dtypes") and name.endswith("DType")):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"holds a {module}.{name} object, which jsegnext checkpoints never contain")
-
-
-def _decode(data, path):
-    if data.endswith(MAGIC):
-        payload, digest = data[:-_SHA1 - len(MAGIC)], data[-_SHA1 - len(MAGIC):-len(MAGIC)]
-        if hashlib.sha1(payload).digest() != digest:
-            raise CheckpointError(f"{path}: corrupt checkpoint (checksum mismatch); delete it and use an older one")
-    else:
-        payload = data  # a plain pickle (Jittor accepts those too), or a truncated file
-    try:
-        return _Unpickler(io.BytesIO(payload)).load()
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        hint = "" if data.endswith(MAGIC) else " (truncated, e.g. an interrupted copy, or not a checkpoint file)"
-        raise CheckpointError(f"{path}: not a readable checkpoint{hint}: {reason}") from None
-
-
-def is_complete_checkpoint(path):
-    """True when ``path`` is a whole Jittor ``.pkl`` (trailer present, checksum right)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    if len(data) < _SHA1 + len(MAGIC) or not data.endswith(MAGIC):
-        return False
-    return hashlib.sha1(data[:-_SHA1 - len(MAGIC)]).digest() == data[-_SHA1 - len(MAGIC):-len(MAGIC)]
-
-
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temp_name(path):
-    directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` so that ``path`` is either the old file or the complete new one."""
-    path = os.fspath(path)
-    tmp = _temp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+def new_run_id():
+    return uuid.uuid4().hex[:12]
 
 
 # ---------------------------------------------------------------------------------- RNG
@@ -161,7 +86,7 @@ def restore_rng_state(state):
     if "python" in state:
         random.setstate(_tuples(state["python"]))
     if "numpy" in state:
-        np.random.set_state(state["numpy"])
+        np.random.set_state(tuple(state["numpy"]))
     if "jittor_seed" in state:
         jt.set_seed(int(state["jittor_seed"]))
 
@@ -179,22 +104,6 @@ def iteration_seed(seed, it, rank=0):
 # ---------------------------------------------------------------------------------- model / optimiser
 def model_state_numpy(model):
     return {name: var.numpy() for name, var in model.state_dict().items() if isinstance(var, jt.Var)}
-
-
-def load_model_state(model, state_dict, source="checkpoint"):
-    """Copy ``state_dict`` into ``model``; every key and shape must match (an error names them)."""
-    target = {name: var for name, var in model.state_dict().items() if isinstance(var, jt.Var)}
-    missing = [k for k in target if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in target]
-    mismatched = [f"{k} {tuple(np.shape(state_dict[k]))} vs model {tuple(v.shape)}"
-                  for k, v in target.items() if k in state_dict and tuple(np.shape(state_dict[k])) != tuple(v.shape)]
-    problems = [f"{len(items)} {title}: {', '.join(items[:5])}{', ...' if len(items) > 5 else ''}"
-                for title, items in (("missing from the checkpoint", missing), ("not in the model", unexpected),
-                                     ("with another shape", mismatched)) if items]
-    if problems:
-        raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
-    for name, var in target.items():
-        var.update(jt.array(np.ascontiguousarray(state_dict[name]).astype(str(var.dtype), copy=False)))
 
 
 def _buffer_keys(group):
@@ -252,39 +161,30 @@ def save_checkpoint(path, model, optimizer=None, meta=None):
     meta = dict(meta or {})
     meta.setdefault("rng", rng_state())
     meta.setdefault("time", time.strftime("%Y-%m-%d %H:%M:%S"))
-    meta["jsegnext_checkpoint"] = FORMAT_VERSION
     obj = {"meta": meta, "state_dict": model_state_numpy(model)}
     if optimizer is not None:
         obj["optimizer"] = optimizer_state(optimizer)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_bytes(path, _encode(obj))
-    return os.fspath(path)
+    return checkpoint_io.save(path, obj)
 
 
-def load_checkpoint(path):
-    """Read a checkpoint file into a dict; :class:`CheckpointError` naming the file if it is
-    missing, truncated, corrupt or not a checkpoint."""
+def read_training_checkpoint(path):
+    """A checkpoint file as a dict with ``state_dict`` and ``meta`` (``optimizer`` when saved);
+    :class:`CheckpointError` naming the file if it is missing, truncated, corrupt, refused or not a
+    checkpoint."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({err.strerror or err})") from None
-    if not data:
-        raise CheckpointError(f"{path}: empty file, not a checkpoint")
-    obj = _decode(data, path)
+    obj = checkpoint_io.load(path)
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a jsegnext checkpoint (no 'state_dict' inside)")
-    obj.setdefault("meta", {})
+    if not isinstance(obj.get("meta"), dict):
+        obj["meta"] = {}
     return obj
 
 
 def load_training_state(path, model, optimizer=None, restore_rng=True):
     """Resume: load weights, optimiser state and RNG states from ``path``; return its ``meta``."""
-    ckpt = load_checkpoint(path)
-    load_model_state(model, ckpt["state_dict"], source=os.fspath(path))
+    ckpt = read_training_checkpoint(path)
+    load_state(model, ckpt["state_dict"], source=os.fspath(path))
     if optimizer is not None:
         if "optimizer" not in ckpt:
             raise CheckpointError(f"{path}: holds no optimizer state, cannot resume training from it "
@@ -310,94 +210,160 @@ def _pid_alive(pid):
     return True
 
 
+def checkpoint_meta(path):
+    """``meta`` of a checkpoint file: from the header alone for jsegnext files, else the whole file;
+    None when unreadable."""
+    info = checkpoint_io.read_metadata(path)
+    if info is not None:
+        return info.get("meta") or {}
+    try:
+        return read_training_checkpoint(path)["meta"]
+    except CheckpointError:
+        return None
+
+
+def run_of(path):
+    """The run id recorded in a jsegnext checkpoint (header only), or None (older files, others)."""
+    info = checkpoint_io.read_metadata(path)
+    return (info.get("meta") or {}).get("run_id") if info else None
+
+
 class CheckpointManager:
     """Checkpoints of one run in ``work_dir``: ``iter_N.pkl`` (the newest ``max_keep`` kept;
     ``max_keep <= 0`` keeps all), ``latest.pkl`` -> newest periodic one, ``best_*.pkl`` (one kept).
-    Call from one process only (rank 0)."""
+    Deletes only files of its own run (``run_id``). Call from one process only (rank 0)."""
 
-    def __init__(self, work_dir, max_keep=3):
+    def __init__(self, work_dir, max_keep=3, run_id=None):
         self.work_dir = os.fspath(work_dir)
         self.max_keep = int(max_keep)
+        self.run_id = run_id or new_run_id()
 
     def path(self, name):
         return os.path.join(self.work_dir, name)
 
-    def periodic(self):
-        """[(iteration, path)] of the ``iter_N.pkl`` files present, oldest first."""
+    def _names(self):
         try:
-            names = os.listdir(self.work_dir)
-        except FileNotFoundError:
+            return sorted(os.listdir(self.work_dir))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        found = [(int(m.group(1)), self.path(n)) for n in names for m in [_PERIODIC.match(n)] if m]
-        return sorted(found)
+
+    def periodic(self):
+        """[(iteration, path)] of the ``iter_N.pkl`` files present (any run), oldest first."""
+        return sorted((int(m.group(1)), self.path(n)) for n in self._names() for m in [_PERIODIC.match(n)] if m)
+
+    def existing(self):
+        """Names of the checkpoint files in the work dir (``iter_*``, ``latest``, ``best_*`` ``.pkl``)."""
+        return [n for n in self._names() if _CHECKPOINT.match(n) and os.path.lexists(self.path(n))]
 
     def save(self, name, model, optimizer=None, meta=None):
-        """Write ``name`` (e.g. ``iter_16000.pkl``), point ``latest.pkl`` at it, prune old ones."""
-        path = save_checkpoint(self.path(name), model, optimizer, meta)
+        """Write ``name`` (e.g. ``iter_16000.pkl``), point ``latest.pkl`` at it, prune old ones of this run."""
+        path = save_checkpoint(self.path(name), model, optimizer, self._with_run(meta))
         self._point_latest(name)
         self._prune(keep=name)
         self._remove_dead_temps()
         return path
 
     def save_best(self, name, model, optimizer=None, meta=None):
-        """Write ``name`` (e.g. ``best_mIoU_iter_16000.pkl``), then delete the previous best file(s)."""
-        path = save_checkpoint(self.path(name), model, optimizer, meta)
-        for other in os.listdir(self.work_dir):
-            if other != name and _BEST.match(other):
+        """Write ``name`` (e.g. ``best_mIoU_iter_16000.pkl``), then delete this run's previous best."""
+        path = save_checkpoint(self.path(name), model, optimizer, self._with_run(meta))
+        for other in self._names():
+            if other != name and _BEST.match(other) and run_of(self.path(other)) == self.run_id:
                 self._remove(self.path(other))
         return path
 
     def latest(self):
         """Path of the newest complete checkpoint to resume from, or None (see the module docstring)."""
-        candidates = []
         link = self.path(LATEST)
+        candidates = {}  # path -> iteration
+        for it, path in self.periodic():
+            candidates[path] = it
+        head = None
         if os.path.islink(link):
-            target = os.path.basename(os.readlink(link))
-            m = _ITER_NAME.match(target)
+            m = _ITER_NAME.match(os.path.basename(os.readlink(link)))
             if m:
-                candidates.append((int(m.group(1)), 1, self.path(target)))
-        candidates += [(it, 0, path) for it, path in self.periodic()]
-        for _, _, path in sorted(candidates, reverse=True):
-            if is_complete_checkpoint(path):
+                head = self.path(os.path.basename(os.readlink(link)))
+                candidates.setdefault(head, int(m.group(1)))
+        elif os.path.isfile(link):  # a copy, not a link: its iteration is in its meta
+            meta = checkpoint_meta(link)
+            if meta is not None and isinstance(meta.get("iter"), int):
+                head = link
+                candidates[link] = meta["iter"]
+        complete = {}
+
+        def ok(path):
+            if path not in complete:
+                complete[path] = is_complete_checkpoint(path)
+            return complete[path]
+
+        if head is not None and os.path.exists(head) and ok(head):
+            run = run_of(head)
+        else:  # no usable latest.pkl: the run of the most recently written complete checkpoint
+            by_time = sorted(candidates, key=lambda p: os.path.getmtime(p) if os.path.exists(p) else 0, reverse=True)
+            newest = next((p for p in by_time if os.path.exists(p) and ok(p)), None)
+            if newest is None:
+                return None
+            run = run_of(newest)
+        ours = [p for p in candidates if run_of(p) == run]
+        for path in sorted(ours, key=lambda p: (candidates[p], p != link), reverse=True):
+            if os.path.exists(path) and ok(path):
                 return path
         return None
 
     def best(self):
-        names = sorted(n for n in os.listdir(self.work_dir) if _BEST.match(n)) if os.path.isdir(self.work_dir) else []
+        names = [n for n in self._names() if _BEST.match(n) and run_of(self.path(n)) == self.run_id]
         return self.path(names[-1]) if names else None
 
     # ------------------------------------------------------------------ internals
+    def _with_run(self, meta):
+        meta = dict(meta or {})
+        meta["run_id"] = self.run_id
+        return meta
+
     def _point_latest(self, name):
         link = self.path(LATEST)
-        tmp = _temp_name(link)
+        if os.path.isfile(link) and not os.path.islink(link):
+            if not self._keep_regular_latest(link):
+                return  # an unreadable file there is left alone; latest() finds the checkpoints without it
+        tmp = checkpoint_io.temp_name(link)
         try:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             os.symlink(name, tmp)
             os.replace(tmp, link)
-            _fsync_dir(self.work_dir)
+            checkpoint_io.fsync_dir(self.work_dir)
         except OSError:
             # no symlinks here (some network / FUSE file systems): latest() finds the newest
             # complete iter_N.pkl by itself
             if os.path.lexists(tmp):
                 self._remove(tmp)
 
+    def _keep_regular_latest(self, link):
+        """A regular ``latest.pkl`` (a copy) is a checkpoint: move it to its ``iter_N.pkl`` name unless
+        that exists. False when it cannot be read (then it stays where it is)."""
+        meta = checkpoint_meta(link)
+        if meta is None or not isinstance(meta.get("iter"), int):
+            return False
+        target = self.path(f"iter_{meta['iter']}.pkl")
+        if not os.path.lexists(target):
+            os.replace(link, target)
+        return True
+
     def _prune(self, keep):
         if self.max_keep <= 0:
             return
-        periodic = self.periodic()
+        ours = [(it, path) for it, path in self.periodic() if run_of(path) == self.run_id]
         protected = {self.path(keep)}
         link = self.path(LATEST)
         if os.path.islink(link):
             protected.add(self.path(os.path.basename(os.readlink(link))))
-        for _, path in periodic[:-self.max_keep] if len(periodic) > self.max_keep else []:
+        for _, path in ours[:-self.max_keep] if len(ours) > self.max_keep else []:
             if path not in protected:
                 self._remove(path)
 
     def _remove_dead_temps(self):
-        for name in os.listdir(self.work_dir):
+        for name in self._names():
             m = _TMP.match(name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and not _pid_alive(int(m.group(2))):
                 self._remove(self.path(name))
 
     @staticmethod

@@ -4,6 +4,7 @@ With MPI each process takes every ``world_size``-th image and the per-class coun
 across processes, so the result equals a single-process run.
 """
 import copy
+import os
 from pathlib import Path
 
 import cv2
@@ -68,7 +69,7 @@ def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, s
         views = [dataset.prepare_test_sample(index, p)["img"] for p in pipelines]
         pred = predict(model, views, gt.shape, flip=ms_flip)
         accumulator.update(pred, gt)
-        name = _base_name(dataset.img_files[index], dataset.img_suffix)
+        name = output_name(dataset, index)
         if save_preds:
             _write_png(Path(save_preds) / f"{name}.png", pred.astype(np.uint8))
         if show_dir:
@@ -91,9 +92,16 @@ def overlay(image_bgr, label, palette, opacity=0.5, ignore_index=255):
     return out.astype(np.uint8)
 
 
-def _base_name(path, suffix):
-    name = Path(path).name
-    return name[:-len(suffix)] if suffix and name.endswith(suffix) else Path(path).stem
+def output_name(dataset, index):
+    """Name of image ``index``'s prediction files: its path relative to the dataset's img_dir (the
+    common folder of several), without its suffix, so images of the same base name in different
+    sub-folders (Cityscapes cities, several img_dirs) never overwrite each other."""
+    img_dirs = dataset.img_dir if isinstance(dataset.img_dir, list) else [dataset.img_dir]
+    base = os.path.commonpath([os.path.abspath(d) for d in img_dirs])
+    relative = Path(os.path.relpath(os.path.abspath(dataset.img_files[index]), base))
+    name = Path(*[p for p in relative.parts if p != ".."]).as_posix()
+    suffix = dataset.img_suffix
+    return name[:-len(suffix)] if suffix and name.endswith(suffix) else str(Path(name).with_suffix(""))
 
 
 def _write_png(path, array):

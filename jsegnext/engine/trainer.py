@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..config_check import validate_config
 from ..datasets import SeededSampler, build_dataloader, build_dataset
+from ..errors import CheckpointError, ConfigError, JSegNeXtError
 from ..models import build_segmentor
 from ..runtime import jt
 from ..weights import load_checkpoint
@@ -23,8 +25,8 @@ from .logger import JsonlLogger, is_main_process
 from .optim import PolyLrSchedule, build_optimizer, describe_param_groups
 
 
-class TrainingDiverged(RuntimeError):
-    pass
+class TrainingDiverged(JSegNeXtError, RuntimeError):
+    """The loss became NaN/inf; the message names the checkpoint of the last good weights."""
 
 
 def seed_everything(seed):
@@ -49,15 +51,35 @@ def _log(message):
         tqdm.write(message)
 
 
+def prepare_work_dir(work_dir):
+    """Create ``work_dir`` and make sure files can be written there, before any work is done."""
+    work_dir = Path(work_dir)
+    if work_dir.exists() and not work_dir.is_dir():
+        raise ConfigError(f"work dir {work_dir} is a file, not a folder; give another --work-dir")
+    probe = work_dir / f".jsegnext-write-test-{os.getpid()}"
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"work dir {work_dir} is not writable ({err.strerror or err}); "
+                          "give another --work-dir") from None
+
+
 class Trainer:
-    def __init__(self, cfg, work_dir, seed=None, load_from=None, progress=True):
+    """Training in ``work_dir``. A fresh run there refuses a work dir that holds checkpoints (of
+    another run) unless ``overwrite``; :meth:`resume` continues the run they belong to."""
+
+    def __init__(self, cfg, work_dir, seed=None, load_from=None, progress=True, overwrite=False):
+        validate_config(cfg, training=True, warn=False)  # load_config warned already
         self.cfg = cfg
         self.work_dir = Path(work_dir)
+        prepare_work_dir(self.work_dir)
         self.seed = cfg.get("seed", 0) if seed is None else seed
         self.progress = progress and is_main_process()
         self.max_iters = int(cfg.runner.max_iters)
-        if is_main_process():
-            self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.overwrite = overwrite
+        self.resumed = False
         seed_everything(self.seed)
         self.model = build_segmentor(cfg.model)
         self._initialise_weights(load_from)
@@ -65,16 +87,20 @@ class Trainer:
         self.val_set = build_dataset(cfg.data.val) if cfg.data.get("val") else None
         self.batch_size = int(cfg.data.batch_size)
         if len(self.train_set) < self.batch_size:
-            raise ValueError(f"training set has {len(self.train_set)} images, fewer than the batch size {self.batch_size}")
-        self.optimizer = build_optimizer(self.model, cfg.optimizer)
-        lr_cfg = {k: v for k, v in cfg.lr_config.items() if k != "policy"}
-        self.schedule = PolyLrSchedule(self.optimizer, max_iters=self.max_iters, **lr_cfg)
+            raise ConfigError(f"the training set has {len(self.train_set)} images, fewer than "
+                              f"data.batch_size={self.batch_size}")
+        try:
+            self.optimizer = build_optimizer(self.model, cfg.optimizer)
+            lr_cfg = {k: v for k, v in cfg.lr_config.items() if k != "policy"}
+            self.schedule = PolyLrSchedule(self.optimizer, max_iters=self.max_iters, **lr_cfg)
+        except (ValueError, NotImplementedError) as err:  # settings the optimiser or schedule refuse
+            raise ConfigError(f"optimizer / lr_config: {err}") from None
         ckpt_cfg = cfg.get("checkpoint_config", {})
         self.ckpt_interval = int(ckpt_cfg.get("interval", self.max_iters))
         self.checkpoints = CheckpointManager(self.work_dir, max_keep=int(ckpt_cfg.get("max_keep_ckpts", 3)))
         self.eval_interval = int(cfg.get("evaluation", {}).get("interval", self.max_iters))
         self.log_interval = int(cfg.get("log_config", {}).get("interval", 50))
-        self.logger = JsonlLogger(self.work_dir / "log.jsonl") if is_main_process() else None
+        self.logger = None  # opened by train(), once the work dir is known to be this run's
         self.iter = 0
         self.best_miou = -math.inf
         _log(describe_param_groups(self.optimizer))
@@ -90,7 +116,7 @@ class Trainer:
             _log("WARNING: no `pretrained` encoder weights in the config: training MSCAN from scratch")
             return
         if not os.path.exists(pretrained):
-            raise FileNotFoundError(
+            raise ConfigError(
                 f"pretrained encoder weights {pretrained!r} not found; download the ImageNet MSCAN weights "
                 "(see README), or set `pretrained=None` to train from scratch")
         report = load_checkpoint(self.model, pretrained)
@@ -98,14 +124,32 @@ class Trainer:
         _log(f"PRETRAINED {pretrained}: loaded {len(report.loaded)}/{total} encoder tensors; {report.summary()}")
 
     def resume(self, path=None):
-        path = path or self.checkpoints.latest()
+        """Continue from ``path`` or the work dir's latest complete checkpoint, as the same run."""
         if path is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {self.work_dir}")
+            path = self.checkpoints.latest()
+        if path is None and os.path.lexists(self.checkpoints.path("latest.pkl")):
+            path = self.checkpoints.path("latest.pkl")  # unusable: loading it says why (truncated, refused ...)
+        if path is None:
+            raise CheckpointError(f"--resume: no checkpoint in {self.work_dir} to resume from")
         meta = load_training_state(path, self.model, self.optimizer)
+        if not isinstance(meta.get("iter"), int):
+            raise CheckpointError(f"{path}: not a training checkpoint (no iteration in its meta)")
         self.iter = int(meta["iter"])
         self.best_miou = float(meta.get("best_mIoU", -math.inf))
+        if meta.get("run_id"):
+            self.checkpoints.run_id = meta["run_id"]  # the same run goes on: its old files rotate out
+        self.resumed = True
         _log(f"resumed from {path} at iteration {self.iter}")
         return meta
+
+    def _check_fresh_start(self):
+        """A new run must not mix with, or delete, the checkpoints of another one in the work dir."""
+        existing = self.checkpoints.existing()
+        if existing and not self.overwrite:
+            shown = ", ".join(existing[:4]) + (f", ... ({len(existing)} files)" if len(existing) > 4 else "")
+            raise ConfigError(f"work dir {self.work_dir} already holds checkpoints of another run ({shown}); "
+                              "continue that run with --resume, or give another --work-dir "
+                              "(--overwrite starts a new run there anyway, replacing files of the same names)")
 
     # ------------------------------------------------------------------ loop
     def _batches(self):
@@ -126,6 +170,10 @@ class Trainer:
                 "config": self.cfg.to_dict()}
 
     def train(self):
+        if not self.resumed:
+            self._check_fresh_start()
+        if self.logger is None and is_main_process():
+            self.logger = JsonlLogger(self.work_dir / "log.jsonl")
         self.model.train()
         bar = tqdm(total=self.max_iters, initial=self.iter, desc="train", disable=not self.progress,
                    dynamic_ncols=True)

@@ -35,7 +35,12 @@ def build_segmentor(model_cfg):
     check_kwargs(MSCAN.__init__, backbone, "model.backbone")
     check_kwargs(LightHamHead.__init__, head, "model.decode_head")
     check_kwargs(NMF2D.__init__, head.get("ham_kwargs") or {}, "model.decode_head.ham_kwargs")
-    model = EncoderDecoder(backbone, head, cfg.get("test_cfg"))
+    try:
+        model = EncoderDecoder(backbone, head, cfg.get("test_cfg"))
+    except ConfigError:
+        raise
+    except ValueError as err:  # a value the classes refuse (strip_conv, test_cfg.mode ...): a config problem
+        raise ConfigError(f"model config: {err}") from None
     # Jittor draws random initial weights lazily, at their first use. Materialise them now so they
     # come from the seed set before construction, not from whatever seed is current at the first
     # forward (which differs per MPI rank and iteration in training).
