@@ -78,6 +78,7 @@ class CudaToolkit:
     version: tuple
     include_dirs: list
     lib_dirs: list
+    cudart_dir: str = None  # where libcudart.so* is when not in lib_dirs[1] (e.g. a pip wheel's lib/)
 
 
 @dataclasses.dataclass
@@ -157,15 +158,22 @@ def nvcc_candidates(environ):
 
 def find_toolkit(environ):
     """The CUDA toolkit Jittor can use: ``nvcc_path`` if the user set it, else the first candidate
-    whose toolkit has ``libcudart.so`` where Jittor loads it from."""
+    whose toolkit has ``libcudart.so`` where Jittor loads it from (``<bin>/../lib64``), else the
+    first with ``libcudart.so*`` in ``<bin>/../lib`` (its CUDA home then gets a ``lib64``)."""
     names = [environ["nvcc_path"]] if environ.get("nvcc_path") else nvcc_candidates(environ)
+    fallback = None
     for nvcc in names:
         include_dirs, lib_dirs = jittor_cuda_dirs(nvcc)
         if os.path.isfile(os.path.join(lib_dirs[1], "libcudart.so")):
             version = _nvcc_version(nvcc)
             if version:
                 return CudaToolkit(nvcc, version, include_dirs, lib_dirs)
-    return None
+        lib = os.path.join(os.path.dirname(lib_dirs[0]), "lib")
+        if fallback is None and _has_file([lib], "libcudart.so", versioned=True):
+            version = _nvcc_version(nvcc)
+            if version:
+                fallback = CudaToolkit(nvcc, version, include_dirs, lib_dirs, cudart_dir=lib)
+    return fallback
 
 
 def _has_file(dirs, name, versioned=False):
@@ -261,7 +269,7 @@ def _cuda_problem(f):
 def needs_cuda_home(f):
     """Whether the toolkit must be completed from pip's wheels or its nvcc wrapped (see the module doc)."""
     from_wheels = any(not f.toolkit_libs.get(n) for n in REQUIRED_CUDA_LIBS)
-    return from_wheels or f.toolkit.version[0] >= 13
+    return from_wheels or f.toolkit.version[0] >= 13 or f.toolkit.cudart_dir is not None
 
 
 def choose_settings(f, environ):
@@ -271,7 +279,8 @@ def choose_settings(f, environ):
                 "log_silent": ("1", "Jittor's info messages off")}
     plan = Plan(device="cpu", settings=settings)
     if not f.python_config_found and f.python_include:
-        settings["python_config_path"] = (os.path.join(CACHE_DIR, f"python3.{sys.version_info.minor}-config"),
+        key = hashlib.sha1(f.python_include.encode()).hexdigest()[:8]  # one per interpreter
+        settings["python_config_path"] = (os.path.join(CACHE_DIR, f"python3.{sys.version_info.minor}-config-{key}"),
                                           "none of the python3.X-config paths Jittor knows exists")
         plan.build_python_config = "python_config_path" not in environ
     if f.requested == "cpu" or not f.gpu_present:
@@ -334,7 +343,7 @@ exec "{nvcc}" "$@"
 
 def _link_dir_entries(src_dirs, dst, unversioned=False):
     for src in src_dirs:
-        if not os.path.isdir(src):
+        if not src or not os.path.isdir(src):
             continue
         for name in sorted(os.listdir(src)):
             target = os.path.join(src, name)
@@ -358,8 +367,8 @@ def build_cuda_home(f, path=None):
         os.makedirs(os.path.join(tmp, sub))
     tk = f.toolkit
     _link_dir_entries(tk.include_dirs[:2] + [inc for inc, _ in f.wheel_dirs], os.path.join(tmp, "include"))
-    _link_dir_entries(tk.lib_dirs[1:3] + [lib for _, lib in f.wheel_dirs], os.path.join(tmp, "lib64"),
-                      unversioned=True)
+    libs = tk.lib_dirs[1:3] + [tk.cudart_dir] + [lib for _, lib in f.wheel_dirs]
+    _link_dir_entries(libs, os.path.join(tmp, "lib64"), unversioned=True)
     cxx17 = tk.version[0] >= 13
     if cxx17:
         header = cuda13_helper_header()

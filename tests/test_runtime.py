@@ -207,3 +207,26 @@ def test_import_reports_its_settings():
                          capture_output=True, text=True, env=dict(os.environ, JSEGNEXT_DEVICE="cpu"), timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "device: cpu (requested cpu" in out.stdout and "nvcc_path='': JSEGNEXT_DEVICE=cpu" in out.stdout
+
+
+def test_toolkit_with_cudart_in_lib_gets_a_lib64(tmp_path, monkeypatch):
+    """An nvcc whose runtime sits in ``../lib`` with a versioned name only (a pip-installed toolkit)."""
+    home = tmp_path / "nvidia" / "cu13"
+    _write(home / "bin" / "nvcc", FAKE_NVCC, 0o755)
+    _write(home / "lib" / "libcudart.so.13", "cudart")
+    _write(home / "include" / "cuda_runtime.h")
+    for name, lib in (("cublas", "libcublas.so.13"), ("curand", "libcurand.so.10")):
+        _write(home / "include" / f"{name}.h")
+        _write(home / "lib" / lib)
+    monkeypatch.setattr(rt, "nvcc_candidates", lambda environ: [str(home / "bin" / "nvcc")])  # not this machine's
+    f = rt.gather_facts({}, gpu_present=True, sys_path=[])
+    assert f.toolkit.nvcc == str(home / "bin" / "nvcc") and f.toolkit.cudart_dir == str(home / "lib")
+    new_home = rt.build_cuda_home(f, str(tmp_path / "home"))
+    with open(os.path.join(new_home, "lib64", "libcudart.so")) as fh:
+        assert fh.read() == "cudart"
+    # such a toolkit needs the CUDA home even where nothing else would
+    complete = dict(NO_LIBS, cublas=True, curand=True)
+    tk12 = rt.CudaToolkit("/x/bin/nvcc", (12, 4, 0), [], [])
+    assert not rt.needs_cuda_home(facts(toolkit=tk12, toolkit_libs=complete))
+    tk12.cudart_dir = "/x/lib"
+    assert rt.needs_cuda_home(facts(toolkit=tk12, toolkit_libs=complete))
