@@ -36,13 +36,17 @@ with CUDA 13, cuDNN 9, the CUDA libraries from pip wheels and no network, for th
   (toolkit + wheels, with unversioned library names) is written to ``~/.cache/jsegnext/cuda-*``
   and ``nvcc_path`` points at its ``bin/nvcc``. With CUDA 13 that ``nvcc`` is a wrapper that
   compiles C++17 where Jittor asks for C++14: CUDA 13's CUB/Thrust refuse C++14, and without
-  them Jittor's CUB operators fail to build (a warning, retried at every start).
+  them Jittor's CUB operators fail to build (a warning, retried at every start); and its
+  ``include/helper_cuda.h``, found before Jittor's own, is Jittor's with ``cudaDeviceProp::
+  computeMode`` and ``::clockRate`` (removed in CUDA 13: Jittor's core does not compile) read as
+  device attributes. A toolkit with ``libcudart`` only in ``../lib`` gets such a home too.
 * ``conv_opt=1`` where Jittor cannot use cuDNN: its cuDNN module is written for cuDNN 8 (it loads
-  ``libcudnn_ops_infer.so`` and three other cuDNN 8 libraries, and calls RNN functions cuDNN 9
-  removed; Jittor issue #666) and a failure there aborts ``import jittor``. ``conv_opt=1`` makes
-  Jittor load only cuBLAS and cuRAND (no cuDNN, cuFFT, cuSPARSE). Convolutions then run on
-  Jittor's own CUDA code; jsegnext's 1x1 convolutions are cuBLAS products and its depthwise and
-  strip convolutions its own kernels or Jittor's depthwise op, none of which needs cuDNN.
+  ``libcudnn_ops_infer.so`` and three other cuDNN 8 libraries, and calls the pre-v8 RNN API,
+  e.g. ``cudnnRNNForwardTraining``, removed in cuDNN 9; Jittor issue #666) and a failure there
+  aborts ``import jittor``. ``conv_opt=1`` makes Jittor load only cuBLAS and cuRAND (no cuDNN,
+  cuFFT, cuSPARSE). Convolutions then run on Jittor's own CUDA code; jsegnext's 1x1 convolutions
+  are cuBLAS products and its depthwise and strip convolutions its own kernels or Jittor's
+  depthwise op, none of which needs cuDNN.
 * ``use_cutt=0``, ``use_cutlass=0``: Jittor downloads (or unpacks from ``jittor_offline``) and
   compiles CUTT, a transpose library, and downloads CUTLASS, on first CUDA use; jsegnext needs
   neither (Jittor transposes with its own kernels; nothing in Jittor 1.3.11 uses CUTLASS).

@@ -61,23 +61,40 @@ def test_smoke_results_hold_what_each_stage_measured(smoke):
         assert text in md
 
 
+def _in_fresh_python(code, tmp_path):
+    """Run ``code`` in a Python without Jittor: the stage runner stops children with SIGKILL, and a
+    Jittor process (this one, once a test imported jsegnext) ends itself when a child of its own
+    dies by a signal."""
+    driver = f"import sys, time\nsys.path.insert(0, {str(ROOT / 'benchmarks' / 'gpu')!r})\nimport run_stages\n"
+    driver += f"run = run_stages.Run({str(tmp_path)!r}, smoke=True)\n" + code
+    proc = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
 def test_command_stops_at_its_budget(tmp_path):
-    run = run_stages.Run(tmp_path, smoke=True)
-    child = "import sys, time\nfor i in range(100):\n    sys.stdout.write('.'); sys.stdout.flush(); time.sleep(0.1)"
-    t0 = time.monotonic()
-    code, seconds, output = run.command([sys.executable, "-c", child], timeout=1.5)
-    assert code is None and time.monotonic() - t0 < 5 and 1.4 < seconds < 5
-    assert output.startswith("...")  # output without a newline is still read as it comes
-    code, _, output = run.command([sys.executable, "-c", "print('done'); raise SystemExit(3)"], timeout=30)
-    assert code == 3 and output.strip() == "done"
+    out = _in_fresh_python("""
+child = "import sys, time\\nfor i in range(100):\\n    sys.stdout.write('.'); sys.stdout.flush(); time.sleep(0.1)"
+t0 = time.monotonic()
+code, seconds, output = run.command([sys.executable, "-c", child], timeout=1.5)
+assert code is None and time.monotonic() - t0 < 5 and 1.4 < seconds < 5, (code, seconds)
+assert output.startswith("..."), output  # output without a newline is still read as it comes
+code, _, output = run.command([sys.executable, "-c", "print('done'); raise SystemExit(3)"], timeout=30)
+assert code == 3 and output.strip() == "done", (code, output)
+print("checked")
+""", tmp_path)
+    assert out.strip().endswith("checked")
     assert "stopped after" in (tmp_path / "run.log").read_text()
 
 
 def test_deadline_caps_every_command(tmp_path):
-    run = run_stages.Run(tmp_path, smoke=True)
-    run.deadline = time.monotonic() + 1
-    code, seconds, _ = run.command([sys.executable, "-c", "import time; time.sleep(30)"], timeout=60)
-    assert code is None and seconds < 5
+    out = _in_fresh_python("""
+run.deadline = time.monotonic() + 1
+code, seconds, _ = run.command([sys.executable, "-c", "import time; time.sleep(30)"], timeout=60)
+assert code is None and seconds < 5, (code, seconds)
+print("checked")
+""", tmp_path)
+    assert out.strip().endswith("checked")
 
 
 def test_pytest_outcomes_are_read_from_junit_or_verbose_output(tmp_path):
