@@ -22,6 +22,8 @@ STAGE_CHANNELS = {"t": (32, 64, 160, 256), "s": (64, 128, 320, 512), "b": (64, 1
                   "l": (64, 128, 320, 512)}
 STRIDES = (4, 8, 16, 32)
 KERNELS = (7, 11, 21)
+#: MSCA strip-sum variants: name -> msca_strips impl
+MSCA_IMPLS = {"separate_conv2d": "conv2d", "separate_kernel": "kernel", "fused": "fused"}
 
 
 def parse_args(argv=None):
@@ -35,6 +37,8 @@ def parse_args(argv=None):
                    help="jsegnext implementations to time (nn.Conv2d is always timed)")
     p.add_argument("--no-strips", action="store_true", help="skip the per-strip table")
     p.add_argument("--no-msca", action="store_true", help="skip the fused-MSCA table")
+    p.add_argument("--msca-impls", nargs="+", default=list(MSCA_IMPLS), choices=list(MSCA_IMPLS),
+                   help="MSCA strip-sum variants to time ('fused' has no CUDA kernel)")
     op_timing.add_arguments(p, iters=10, warmup=3)
     return p.parse_args(argv)
 
@@ -83,13 +87,12 @@ def main(argv=None):
                     params.append((convs[0].weight, convs[0].bias, convs[1].weight, convs[1].bias))
                 flat = [x] + [p for t in params for p in t]
                 row = {"variant": variant, "stage": s, "C": C, "H": H, "W": W}
-                for name, impl in (("separate_conv2d", "conv2d"), ("separate_kernel", "kernel"),
-                                   ("fused", "fused")):
-                    row[name] = fwd_and_fb(lambda: msca_strips(x, params, impl=impl), flat)
+                for name in args.msca_impls:
+                    row[name] = fwd_and_fb(lambda: msca_strips(x, params, impl=MSCA_IMPLS[name]), flat)
                 results["msca"].append(row)
                 print(f"# msca {variant} stage{s} C={C} {H}x{W}: " + ", ".join(
                     f"{n} {row[n]['fwd'][stat]:.2f}/{row[n]['fwd_bwd'][stat]:.2f}"
-                    for n in ("separate_conv2d", "separate_kernel", "fused")), file=sys.stderr, flush=True)
+                    for n in args.msca_impls), file=sys.stderr, flush=True)
 
     print(f"\nDevice {results['device']}, input {ih}x{iw}, batch {N}, OMP_NUM_THREADS="
           f"{results['omp_threads'] or 'default'}; {stat} of {args.iters} calls, ms; auto -> {results['auto']}\n")
@@ -111,17 +114,20 @@ def main(argv=None):
             print("| " + " | ".join(cells) + " |")
         print()
     if results["msca"]:
-        names = ("separate_conv2d", "separate_kernel", "fused")
+        names = args.msca_impls
+        base, other = ("separate_kernel", "fused") if "fused" in names else ("separate_conv2d", "separate_kernel")
+        ratio = base in names and other in names
         head = ["variant", "stage", "C", "H×W"] + [f"{n} fwd" for n in names] + [f"{n} fwd+bwd" for n in names] + \
-               ["fused vs separate kernel (fwd / fwd+bwd)"]
+               ([f"{other} vs {base} (fwd / fwd+bwd)"] if ratio else [])
         print("MSCA strip sum a + Σ v_k(h_k(a)), k = 7, 11, 21:\n")
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
         for r in results["msca"]:
             cells = [r["variant"].upper(), str(r["stage"]), str(r["C"]), f"{r['H']}×{r['W']}"]
             cells += [f"{r[n]['fwd'][stat]:.2f}" for n in names] + [f"{r[n]['fwd_bwd'][stat]:.2f}" for n in names]
-            cells.append(f"{r['separate_kernel']['fwd'][stat] / r['fused']['fwd'][stat]:.2f}× / "
-                         f"{r['separate_kernel']['fwd_bwd'][stat] / r['fused']['fwd_bwd'][stat]:.2f}×")
+            if ratio:
+                cells.append(f"{r[base]['fwd'][stat] / r[other]['fwd'][stat]:.2f}× / "
+                             f"{r[base]['fwd_bwd'][stat] / r[other]['fwd_bwd'][stat]:.2f}×")
             print("| " + " | ".join(cells) + " |")
     op_timing.write_json(results, args.json)
     return results

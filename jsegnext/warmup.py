@@ -13,10 +13,11 @@ RERUN_MARKER = "please rerun your command"
 
 def warm_up(max_tries=3):
     for attempt in range(1, max_tries + 1):
-        proc = subprocess.run([sys.executable, "-c", "import jsegnext; print('jsegnext-ready', jsegnext.device_name())"],
+        proc = subprocess.run([sys.executable, "-c", "import jsegnext, jsegnext.runtime as r; print(r.describe()); print('jsegnext-ready', jsegnext.device_name())"],
                               capture_output=True, text=True)
         output = proc.stdout + proc.stderr
         if proc.returncode == 0 and "jsegnext-ready" in proc.stdout and RERUN_MARKER not in output:
+            print(proc.stdout.rsplit("jsegnext-ready", 1)[0].rstrip())
             print(f"Jittor ready ({proc.stdout.split()[-1]}) after {attempt} import(s)")
             return 0
         if proc.returncode != 0:
