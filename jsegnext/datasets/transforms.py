@@ -597,7 +597,7 @@ class MultiScaleFlipAug:
         inner = copy.deepcopy([dict(t) for t in transforms])
         for t in inner:
             if t.get('type') in ('Resize', 'AlignResize') and img_scale is not None:
-                t.setdefault('img_scale', tuple(img_scale))
+                t['img_scale'] = tuple(img_scale)  # the wrapper's scale wins, as in mmseg
         self.pipeline = build_pipeline(inner)
 
     def __call__(self, results, rng=None):

@@ -104,7 +104,9 @@ class Trainer:
         meta = load_training_state(path, self.model, self.optimizer)
         self.iter = int(meta["iter"])
         self.best_miou = float(meta.get("best_mIoU", -math.inf))
-        _log(f"resumed from {path} at iteration {self.iter}")
+        dropped = self.logger.drop_after(self.iter) if self.logger else 0
+        _log(f"resumed from {path} at iteration {self.iter}"
+             + (f"; {dropped} log.jsonl records of later iterations removed (they are run again)" if dropped else ""))
         return meta
 
     # ------------------------------------------------------------------ loop
