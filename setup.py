@@ -5,13 +5,16 @@ setup(
     version="0.1.0",
     description="SegNeXt semantic segmentation (MSCAN + LightHamHead) native to Jittor",
     packages=find_packages(include=["jsegnext", "jsegnext.*"]),
-    python_requires=">=3.8",
+    # Jittor 1.3.11 does not import on Python 3.13 (its compiler relies on the pre-3.13 locals()).
+    python_requires=">=3.8,<3.13",
     install_requires=[
         # 1.3.11 is the release the numerics, kernels and work-arounds were checked against.
         "jittor==1.3.11.0",
         # Ships the oneDNN CPU library that Jittor otherwise downloads on first import.
         "jittor_offline",
-        "numpy<2",  # Jittor 1.3.11 is built against the NumPy 1.x ABI
+        # 1.x and 2.x: CI runs the weight and parity tests under each (README, "NumPy 2"). Jittor 1.3.11
+        # itself declares numpy<2, so a fresh install still gets 1.x.
+        "numpy",
         "pillow",
         "opencv-python-headless",
         "tqdm",
