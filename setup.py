@@ -1,4 +1,11 @@
+import sys
+
 from setuptools import find_packages, setup
+
+# pip checks python_requires only after resolving (and downloading) every dependency; say it at once.
+if sys.version_info >= (3, 13):
+    sys.exit(f"jsegnext needs Python 3.8-3.12, not {sys.version.split()[0]}: Jittor 1.3.11 does not run on "
+             "Python 3.13 or later. Create the environment with python3.12 (or 3.8-3.11).")
 
 setup(
     name="jsegnext",
