@@ -19,9 +19,9 @@ setup(
         "jittor==1.3.11.0",
         # Ships the oneDNN CPU library that Jittor otherwise downloads on first import.
         "jittor_offline",
-        # 1.x and 2.x: CI runs the weight and parity tests under each (README, "NumPy 2"). Jittor 1.3.11
-        # itself declares numpy<2, so a fresh install still gets 1.x.
-        "numpy",
+        # Jittor 1.3.11 reads arrays with NumPy 1.x's C layout: under NumPy 2 they come back wrong
+        # (jsegnext refuses to import there; README, "NumPy 2").
+        "numpy<2",
         "pillow",
         "opencv-python-headless",
         "tqdm",
