@@ -13,12 +13,12 @@ so that these settings are in place before Jittor's first import:
   Python fails to import; where it would not find one, the base interpreter's is given.
 
 Each setting is applied only where the user has not set the variable already.
+``JSEGNEXT_DEVICE=cpu`` forces the CPU even where a GPU is present; ``JSEGNEXT_DEVICE=cuda``
+requires CUDA and fails loudly if Jittor cannot use it.
 
 NumPy 2 is refused here, before Jittor loads: Jittor 1.3.11 reads NumPy arrays through its own copy
 of NumPy 1.x's C structures (``src/pyjt/numpy.h``), so under NumPy 2 arrays passed between the two
 come back with wrong values (measured: ``jt.array(np.arange(4)).numpy()`` gives garbage), silently.
-``JSEGNEXT_DEVICE=cpu`` forces the CPU even where a GPU is present; ``JSEGNEXT_DEVICE=cuda``
-requires CUDA and fails loudly if Jittor cannot use it.
 """
 import glob
 import os
