@@ -1,4 +1,6 @@
-"""High-level entry points: build a model from a config and a checkpoint."""
+"""High-level entry points: build a model from a config and a checkpoint, segment an image."""
+import os
+
 import numpy as np
 
 from .config import Config, ConfigError
@@ -51,24 +53,44 @@ def init_backend(backend, config, checkpoint, options=None):
     return init_model(config, checkpoint, options=options)
 
 
+def _as_bgr_image(image):
+    """``image`` as an (H, W, 3) uint8 BGR array and its name: read from a path, or checked."""
+    from .datasets import read_image
+
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(os.fspath(image)), os.fspath(image)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"inference_model: expected one image, a file path or an HxWx3 uint8 BGR array, got a "
+                        f"{type(image).__name__}" + ("; call it once per image" if isinstance(image, (list, tuple)) else ""))
+    if image.size == 0:
+        raise ValueError(f"inference_model: the image array is empty (shape {image.shape})")
+    if image.dtype != np.uint8:
+        raise ValueError(f"inference_model: the image array is {image.dtype}; expected uint8 BGR (0..255, as "
+                         "cv2.imread gives). Convert it first, e.g. (img * 255).round().astype(np.uint8) for floats "
+                         "in 0..1, (img >> 8).astype(np.uint8) for 16-bit")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=2), None  # grey: B = G = R
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"inference_model: expected an HxWx3 BGR image array, got shape {image.shape}")
+    return image, None
+
+
 def inference_model(model, image, ms_flip=False):
-    """Label map (H, W) of ``image`` — a file path or an HxWx3 BGR uint8 array (as cv2 reads it).
+    """Label map (H, W) of one ``image``: a file path or an HxWx3 BGR uint8 array (as cv2 reads it;
+    HxW grey is accepted). Other dtypes are refused: their value range is a guess.
 
     Uses the config's ``test_pipeline`` and test mode; ``ms_flip`` averages the softmax over the
-    ratios 0.5–1.75 and horizontal flips, as ``tools/test.py --ms-flip``.
+    ratios 0.5–1.75 and horizontal flips, as ``tools/test.py --ms-flip``. The model runs in eval
+    mode whatever mode it is in, and is left in that mode.
     """
-    from .datasets import build_pipeline, read_image, to_sample
+    from .datasets import build_pipeline, to_sample
     from .engine.evaluation import MS_RATIOS, predict, scaled_pipeline
 
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"inference_model: expected an HxWx3 image array, got shape {image.shape}")
-        img, name = image, None
-    else:
-        img, name = read_image(str(image)), str(image)
+    img, name = _as_bgr_image(image)
     pipeline_cfg = [t for t in model.cfg.test_pipeline if t["type"] != "LoadImageFromFile"]
     views = []
     for ratio in (MS_RATIOS if ms_flip else (1.0,)):
         results = dict(filename=name, img=img, ori_shape=img.shape, img_shape=img.shape, pad_shape=img.shape)
-        views.append(to_sample(build_pipeline(scaled_pipeline(pipeline_cfg, ratio))(results))["img"])
+        cfg = scaled_pipeline(pipeline_cfg, ratio) if ms_flip else pipeline_cfg
+        views.append(to_sample(build_pipeline(cfg)(results))["img"])
     return predict(model, views, img.shape[:2], flip=ms_flip)

@@ -65,3 +65,20 @@ def test_max_images_nproc_and_command_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert os.path.basename(ds.ann_files[3]) in proc.stdout and "values 40" in proc.stdout
+
+
+def test_out_of_range_value_is_reported_as_it_is_in_the_file(tmp_path, capsys):
+    """ADE20K labels are reduced (file value v is class v-1): a file value 151 must be named 151."""
+    train = make_layout(tmp_path / "ade", "ade20k", n=2)
+    from jsegnext.datasets import build_dataset
+    ds = build_dataset(train)
+    label = np.full((H, W), 5, np.uint8)
+    label[:3, :4] = 151  # one past the 150 classes (1..150 in the file)
+    write_png(ds.ann_files[1], label)
+    assert check_dataset.main([write_config(tmp_path, train), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"label {ds.ann_files[1]}: file values 151 (12 pixels) are not classes" in out
+    assert "with reduce_zero_label (applied by this check)" in out and "holds 1..150" in out
+    from jsegnext.datasets import DataError
+    with pytest.raises(DataError, match="file values 151 "):
+        ds.get_gt_seg_map(1)

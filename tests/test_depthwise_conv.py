@@ -182,7 +182,19 @@ def test_auto_resolution(monkeypatch):
     if not jt.flags.use_cuda:
         with pytest.raises(TypeError):
             resolve_impl("kernel", "float16")
-    assert dw_mod.AUTO_IMPL["cuda"] == "conv2d"
+
+
+def test_auto_resolution_on_cuda(monkeypatch):
+    """There is no CUDA depthwise kernel: 'auto' must run nn.Conv2d there, and 'kernel' be refused."""
+    from types import SimpleNamespace
+    monkeypatch.delenv("JSEGNEXT_DW_IMPL", raising=False)
+    monkeypatch.setattr(dw_mod, "jt", SimpleNamespace(flags=SimpleNamespace(use_cuda=1)))  # what resolve_impl reads
+    for dtype in ("float32", "float64"):
+        assert resolve_impl("auto", dtype) == "conv2d"
+        with pytest.raises(TypeError, match="no cuda kernel"):
+            resolve_impl("kernel", dtype)
+    monkeypatch.setenv("JSEGNEXT_DW_IMPL", "kernel")  # asking for the kernel through the environment
+    assert resolve_impl("auto", "float32") == "conv2d"
 
 
 @pytest.mark.parametrize("k", [3, 5])

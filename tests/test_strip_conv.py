@@ -220,13 +220,27 @@ def test_msca_attention_module_uses_the_ops(monkeypatch, strip_conv_impl):
     import jsegnext.ops as ops
     from jsegnext.models.mscan import AttentionModule
 
-    monkeypatch.setattr(ops, "StripConv", StripConv, raising=False)
-    monkeypatch.setattr(ops, "msca_strips", msca_strips, raising=False)
+    ran = []  # which op ran the strips, with which impl
+
+    class RecordingStripConv(StripConv):
+        def execute(self, x):
+            ran.append(("StripConv", self.impl))
+            return super().execute(x)
+
+    def recording_msca_strips(*args, impl="auto", **kwargs):
+        ran.append(("msca_strips", impl))
+        return msca_strips(*args, impl=impl, **kwargs)
+
+    monkeypatch.setattr(ops, "StripConv", RecordingStripConv)
+    monkeypatch.setattr(ops, "msca_strips", recording_msca_strips)
     ref, mod = AttentionModule(4, "conv2d"), AttentionModule(4, strip_conv_impl)
     assert sorted(ref.state_dict()) == sorted(mod.state_dict())
     mod.load_state_dict({n: v.numpy() for n, v in ref.state_dict().items()})
     u = jt.randn(2, 4, 12, 10)
-    y_ref, y = ref(u), mod(u)
+    y_ref = ref(u)
+    assert ran == []  # the reference runs nn.Conv2d strips
+    y = mod(u)
+    assert ran == ([("msca_strips", "fused")] if strip_conv_impl == "fused" else [("StripConv", strip_conv_impl)] * 6)
     assert _rel(y.numpy(), y_ref.numpy()) < 1e-5
     g_ref = jt.grad(y_ref.sum(), ref.conv2_1.weight)
     g = jt.grad(y.sum(), mod.conv2_1.weight)

@@ -128,9 +128,24 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, config):
     resumed.resume()
     assert resumed.iter in (3, 6, 9)
     resumed.train()
-    by_iter = dict(train_losses(killed))  # a repeated iteration keeps its last (resumed) value
-    assert sorted(by_iter) == list(range(1, 13))
-    np.testing.assert_allclose([by_iter[i] for i in range(1, 13)], [l for _, l in train_losses(straight)], rtol=1e-5)
+    history = train_losses(killed)
+    assert [i for i, _ in history] == list(range(1, 13))  # each iteration logged once, in order
+    np.testing.assert_allclose([l for _, l in history], [l for _, l in train_losses(straight)], rtol=1e-5)
+
+
+def test_resume_drops_log_records_of_later_iterations(tmp_path):
+    from jsegnext.engine import JsonlLogger
+    path = tmp_path / "log.jsonl"
+    lines = [{"mode": "train", "iter": i, "loss": 1.0 / i} for i in (1, 2, 3, 4, 5)]
+    lines.insert(3, {"mode": "val", "iter": 3, "mIoU": 50.0})
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"mode": "train", "it')  # killed mid-line
+    with JsonlLogger(path) as logger:
+        assert logger.drop_after(3) == 3
+        logger.log({"mode": "train", "iter": 4, "loss": 0.5})
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["mode"], r["iter"]) for r in records] == [("train", 1), ("train", 2), ("train", 3), ("val", 3),
+                                                          ("train", 4)]
+    assert records[-1]["loss"] == 0.5
 
 
 def test_non_finite_loss_stops_with_a_checkpoint(tmp_path, config, monkeypatch):

@@ -7,8 +7,8 @@ Usage::
 
 Builds the config's ``data.<split>`` dataset (which checks that every image has its label and every
 label its image), then reads every image and label: readable (not corrupt, not truncated), label
-the size of its image, label values within the classes or 255 (after ``reduce_zero_label``), and
-counts the pixels of every class. Prints a summary with the per-class pixel share.
+the size of its image, label values within the classes or 255 (after ``reduce_zero_label``; a bad
+value is reported as it is in the file), and counts the pixels of every class. Prints a summary with the per-class pixel share.
 
 Exit status: 0 when no problem was found, 1 when the data has problems (each listed with its file),
 2 for an unusable config or command line.
@@ -28,7 +28,8 @@ from jsegnext.apis import load_config  # noqa: E402
 from jsegnext.cli import one_line_errors  # noqa: E402
 from jsegnext.config import ConfigError, did_you_mean  # noqa: E402
 from jsegnext.datasets import DataError, build_dataset  # noqa: E402
-from jsegnext.datasets.transforms import read_image, read_label, reduce_zero_label  # noqa: E402
+from jsegnext.datasets.transforms import (describe_outside_values, read_image, read_label,  # noqa: E402
+                                          reduce_zero_label)
 
 MAX_LISTED = 20
 
@@ -70,13 +71,10 @@ def check_one(index):
         if _STATE["reduce_zero_label"]:
             label = reduce_zero_label(label)
         hist = np.bincount(label.ravel(), minlength=256)
-        num_classes, ignore = _STATE["num_classes"], _STATE["ignore_index"]
-        bad = [v for v in np.nonzero(hist)[0] if v >= num_classes and v != ignore]
-        if bad:
-            shown = ", ".join(str(int(v)) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
-            problems.append(("label values outside the classes",
-                             f"label {ann_path}: values {shown} ({int(hist[bad].sum())} pixels) are not in "
-                             f"0..{num_classes - 1} or {ignore}"))
+        problem = describe_outside_values(hist, _STATE["num_classes"], _STATE["ignore_index"],
+                                          reduced=_STATE["reduce_zero_label"])
+        if problem:
+            problems.append(("label values outside the classes", f"label {ann_path}: {problem}"))
     return index, problems, hist, size
 
 

@@ -327,7 +327,7 @@ class CustomDataset(jt.dataset.Dataset):
                             f"{self.img_files[index]} is {w}x{h} (width x height)", path)
         if self.reduce_zero_label:
             label = _reduce_zero_label(label)
-        check_label_values(label, self.num_classes, path, self.ignore_index)
+        check_label_values(label, self.num_classes, path, self.ignore_index, reduced=self.reduce_zero_label)
         return label
 
     def get_gt_seg_maps(self):

@@ -143,17 +143,34 @@ def _values_ok(label, num_classes, ignore_index):
     return False
 
 
-def check_label_values(label, num_classes, path, ignore_index=IGNORE_INDEX, hist=None):
-    """Raise DataError naming ``path`` if ``label`` has values outside 0..num_classes-1 and ignore_index."""
+def describe_outside_values(hist, num_classes, ignore_index=IGNORE_INDEX, reduced=False):
+    """``None`` if a label with value histogram ``hist`` holds only classes and ``ignore_index``;
+    else what is wrong, in the values **of the file**: with ``reduced`` (``hist`` counted after
+    ``reduce_zero_label``) a value v < 255 was v + 1 in the file."""
+    bad = [int(v) for v in np.nonzero(hist)[0] if v >= num_classes and v != ignore_index]
+    if not bad:
+        return None
+    pixels = int(np.asarray(hist)[bad].sum())
+    more = " ..." if len(bad) > 10 else ""
+    if not reduced:
+        shown = ", ".join(str(v) for v in bad[:10])
+        return f"values {shown}{more} ({pixels} pixels) are not in 0..{num_classes - 1} or {ignore_index}"
+    shown = ", ".join("0 or 255" if v == 255 else str(v + 1) for v in bad[:10])
+    return (f"file values {shown}{more} ({pixels} pixels) are not classes: with reduce_zero_label (applied by "
+            f"this check) file value v is class v-1 and 0 becomes 255, so a label file holds 1..{num_classes} "
+            f"for the classes" + (" and 0 or 255 for ignored pixels" if ignore_index == 255 else ""))
+
+
+def check_label_values(label, num_classes, path, ignore_index=IGNORE_INDEX, hist=None, reduced=False):
+    """Raise DataError naming ``path`` if ``label`` has values outside 0..num_classes-1 and ignore_index
+    (``reduced``: ``label`` is after reduce_zero_label; the message gives the file's values)."""
     if num_classes is None or (hist is None and _values_ok(label, num_classes, ignore_index)):
         return
     hist = label_histogram(label) if hist is None else hist
-    bad = [v for v in np.nonzero(hist)[0] if v >= num_classes and v != ignore_index]
-    if bad:
-        shown = ", ".join(str(int(v)) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
-        raise DataError(f"label {path} has values outside the {num_classes} classes and {ignore_index}: "
-                        f"{shown} ({int(hist[bad].sum())} pixels). Wrong dataset type, an unconverted "
-                        "label, or reduce_zero_label set wrongly?", path)
+    problem = describe_outside_values(hist, num_classes, ignore_index, reduced)
+    if problem:
+        raise DataError(f"label {path}: {problem}. Wrong dataset type, an unconverted label, or "
+                        "reduce_zero_label set wrongly?", path)
 
 
 # ============================================================================ loading
@@ -205,7 +222,8 @@ class LoadAnnotations:
             reduce = results.get('reduce_zero_label', False)
         if reduce:
             label = reduce_zero_label(label)
-        check_label_values(label, results.get('num_classes'), path, results.get('ignore_index', IGNORE_INDEX))
+        check_label_values(label, results.get('num_classes'), path, results.get('ignore_index', IGNORE_INDEX),
+                           reduced=bool(reduce))
         results['gt_semantic_seg'] = label
         if 'gt_semantic_seg' not in results.setdefault('seg_fields', []):
             results['seg_fields'].append('gt_semantic_seg')
@@ -597,7 +615,7 @@ class MultiScaleFlipAug:
         inner = copy.deepcopy([dict(t) for t in transforms])
         for t in inner:
             if t.get('type') in ('Resize', 'AlignResize') and img_scale is not None:
-                t.setdefault('img_scale', tuple(img_scale))
+                t['img_scale'] = tuple(img_scale)  # the wrapper's scale wins, as in mmseg
         self.pipeline = build_pipeline(inner)
 
     def __call__(self, results, rng=None):

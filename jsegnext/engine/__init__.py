@@ -1,6 +1,6 @@
 """Training and evaluation: optimiser and schedule, checkpoints, metrics, logging, the loop."""
 from .checkpoint import CheckpointManager, load_training_state, save_checkpoint
-from .evaluation import evaluate, overlay, predict
+from .evaluation import evaluate, inference_context, overlay, predict
 from .logger import JsonlLogger
 from .metrics import IoUAccumulator, format_metrics_table
 from .optim import PolyLrSchedule, build_optimizer, describe_param_groups

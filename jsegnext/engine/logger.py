@@ -26,6 +26,16 @@ def _plain(value):
     return str(value)
 
 
+def _keep(line, iteration):
+    """Whether a log line survives a resume at ``iteration``: blank and cut-short lines do not, nor
+    records of later iterations."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return not isinstance(record, dict) or not isinstance(record.get("iter"), int) or record["iter"] <= iteration
+
+
 class JsonlLogger:
     """Appends ``record`` dicts to ``path`` as JSON lines, flushed line by line; silent off rank 0.
 
@@ -48,6 +58,29 @@ class JsonlLogger:
             if needs_newline:
                 self._file.write("\n")
                 self._file.flush()
+
+    def drop_after(self, iteration):
+        """Remove the records of iterations after ``iteration`` (and a line cut short by a crash).
+
+        Called on resume from a checkpoint of ``iteration``: the iterations run after it before a
+        crash are run again, so without this the log would hold them twice. Atomic: the file is
+        rewritten beside itself and moved into place. Returns the number of lines removed.
+        """
+        if self._file is None:
+            return 0
+        self._file.close()
+        with open(self.path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        kept = [line for line in lines if _keep(line, iteration)]
+        if len(kept) != len(lines):
+            tmp = f"{self.path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in kept))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        self._file = open(self.path, "a", encoding="utf-8")
+        return len(lines) - len(kept)
 
     def log(self, record):
         if self._file is None:

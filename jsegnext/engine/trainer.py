@@ -139,7 +139,9 @@ class Trainer:
         if meta.get("run_id"):
             self.checkpoints.run_id = meta["run_id"]  # the same run goes on: its old files rotate out
         self.resumed = True
-        _log(f"resumed from {path} at iteration {self.iter}")
+        dropped = self.logger.drop_after(self.iter) if self.logger else 0
+        _log(f"resumed from {path} at iteration {self.iter}"
+             + (f"; {dropped} log.jsonl records of later iterations removed (they are run again)" if dropped else ""))
         return meta
 
     def _check_fresh_start(self):
