@@ -10,7 +10,7 @@ import pytest
 from conftest import rel_err, repo_fixture
 
 from jsegnext.models import build_segmentor
-from jsegnext.models.mscan import STRIP_IMPLS
+from jsegnext.ops.dispatch import IMPLS as STRIP_IMPLS
 from jsegnext.runtime import jt
 from jsegnext.weights import load_checkpoint
 
