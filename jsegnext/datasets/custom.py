@@ -41,6 +41,15 @@ def _listing(items, total=None):
     return f"\n  {shown}{more}"
 
 
+def _refuse_unpaired(name, stems, found, expected, problem):
+    """DataError listing the files ``found`` = (dir, suffix) of ``stems`` whose ``expected`` partner is missing."""
+    if stems:
+        (found_dir, found_suffix), (expected_dir, expected_suffix) = found, expected
+        raise DataError(f"{name}: {problem}:" + _listing(
+            [f"{os.path.join(found_dir, s + found_suffix)} -> {os.path.join(expected_dir, s + expected_suffix)}"
+             for s in stems]), os.path.join(found_dir, stems[0] + found_suffix))
+
+
 def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -203,20 +212,12 @@ class CustomDataset(jt.dataset.Dataset):
             labels = scan_files(self.ann_dir, self.seg_map_suffix)
             label_stems = {f[:-len(self.seg_map_suffix)] for f in labels}
             missing = [s for s in stems if s not in label_stems]
-            if missing:
-                raise DataError(
-                    f"{name}: {len(missing)} of {len(stems)} images have no label (image -> expected label):"
-                    + _listing([f"{os.path.join(self.img_dir, s + self.img_suffix)} -> "
-                                f"{os.path.join(self.ann_dir, s + self.seg_map_suffix)}" for s in missing]),
-                    os.path.join(self.img_dir, missing[0] + self.img_suffix))
+            _refuse_unpaired(name, missing, (self.img_dir, self.img_suffix), (self.ann_dir, self.seg_map_suffix),
+                             f"{len(missing)} of {len(stems)} images have no label (image -> expected label)")
             image_stems = set(stems)
             orphans = [s for s in sorted(label_stems) if s not in image_stems]
-            if orphans:
-                raise DataError(
-                    f"{name}: {len(orphans)} labels have no image (label -> expected image):"
-                    + _listing([f"{os.path.join(self.ann_dir, s + self.seg_map_suffix)} -> "
-                                f"{os.path.join(self.img_dir, s + self.img_suffix)}" for s in orphans]),
-                    os.path.join(self.ann_dir, orphans[0] + self.seg_map_suffix))
+            _refuse_unpaired(name, orphans, (self.ann_dir, self.seg_map_suffix), (self.img_dir, self.img_suffix),
+                             f"{len(orphans)} labels have no image (label -> expected image)")
         for stem in stems:
             info = dict(filename=stem + self.img_suffix)
             img_files.append(os.path.join(self.img_dir, stem + self.img_suffix))

@@ -43,17 +43,22 @@ def register_transform(cls=None, name=None):
 
 
 # ============================================================================ file reading
+def _read_bytes(path, kind):
+    """The bytes of a ``kind`` ('image' or 'label') file, or a DataError naming it."""
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{kind} file not found: {path}", path) from None
+    except OSError as err:
+        raise DataError(f"cannot read {kind} file {path}: {err}", path) from None
+
+
 def read_image(path):
     """An image file as an (H, W, 3) uint8 BGR array (cv2; EXIF orientation ignored, like the labels).
 
     Raises DataError naming ``path`` for a missing, unreadable, undecodable or truncated file.
     """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"image file not found: {path}", path) from None
-    except OSError as err:
-        raise DataError(f"cannot read image file {path}: {err}", path) from None
+    data = _read_bytes(path, "image")
     if data.size == 0:
         raise DataError(f"image file is empty: {path}", path)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -79,12 +84,7 @@ def read_label(path):
     Raises DataError naming ``path`` for a missing or unreadable file, a colour-coded (RGB) label,
     or values above 255.
     """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"label file not found: {path}", path) from None
-    except OSError as err:
-        raise DataError(f"cannot read label file {path}: {err}", path) from None
+    data = _read_bytes(path, "label")
     if _is_gray8_png(data):
         label = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if label is not None and label.ndim == 2 and label.dtype == np.uint8:
