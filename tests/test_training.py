@@ -15,6 +15,7 @@ import infer as infer_tool
 import test as test_tool
 from jsegnext.apis import inference_model, init_model, load_config
 from jsegnext.engine import IoUAccumulator, Trainer, TrainingDiverged
+from jsegnext.runtime import jt
 
 DEMO = str(ROOT / "configs" / "segnext_t_demo.py")
 
@@ -152,15 +153,32 @@ def test_non_finite_loss_stops_with_a_checkpoint(tmp_path, config, monkeypatch):
     trainer = Trainer(load_config(config, tiny_options()), tmp_path, progress=False)
     real_loss, calls = trainer.model.loss, []
 
-    def loss(img, label):
+    def loss(img, label, ignore_index):
         calls.append(1)
-        value = real_loss(img, label)
+        value = real_loss(img, label, ignore_index)
         return value * float("nan") if len(calls) == 5 else value
 
     monkeypatch.setattr(trainer.model, "loss", loss)
     with pytest.raises(TrainingDiverged, match="iteration 5"):
         trainer.train()
     assert (tmp_path / "iter_4_before_nonfinite.pkl").exists()
+
+
+def test_the_training_loss_ignores_the_datasets_ignore_index(tmp_path, config, monkeypatch):
+    options = tiny_options(**{"data.train.ignore_index": 1, "runner.max_iters": 1})
+    trainer = Trainer(load_config(config, options), tmp_path, progress=False)
+    real_loss, seen = trainer.model.loss, []
+
+    def loss(img, label, ignore_index):
+        seen.append(ignore_index)
+        return real_loss(img, label, ignore_index)
+
+    monkeypatch.setattr(trainer.model, "loss", loss)
+    trainer.train()
+    assert seen == [1]
+    img, label = jt.randn(1, 3, 32, 32), jt.array(np.ones((1, 32, 32), np.int32))  # every pixel class 1
+    assert real_loss(img, label, ignore_index=1).item() == 0.0  # nothing counted
+    assert real_loss(img, label).item() > 0.0
 
 
 def test_test_tool_metrics_equal_its_saved_predictions(trained, tmp_path, data_root, config):

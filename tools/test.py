@@ -18,7 +18,7 @@ from jsegnext.config import ConfigError, did_you_mean  # noqa: E402
 from jsegnext.datasets import build_dataset  # noqa: E402
 from jsegnext.engine.evaluation import evaluate  # noqa: E402
 from jsegnext.engine.metrics import format_metrics_table  # noqa: E402
-from jsegnext.engine.trainer import is_main_process  # noqa: E402
+from jsegnext.comm import is_main_process  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -1,15 +1,14 @@
 """Class names and colour palettes (RGB) of the supported datasets.
 
-Pure data, no imports: the dataset converters and tools may use it without Jittor.
+Pure data.
 The names, their order (= the train ids 0..N-1 of the prepared labels) and the palettes are
 those of mmsegmentation, so label PNGs, checkpoints and visualisations are interchangeable.
-Pixels with value 255 are ignored everywhere.
+Pixels with value 255 (``IGNORE_INDEX``) are ignored everywhere.
 
     from jsegnext.datasets.classes import DATASET_INFO
     DATASET_INFO['ade20k']['classes'][0]   # 'wall'
 """
-
-IGNORE_INDEX = 255
+from ..constants import IGNORE_INDEX  # noqa: F401  (re-exported: the data code imports it from here)
 
 # ----------------------------------------------------------------------------- ADE20K (150)
 ADE20K_CLASSES = (

@@ -331,10 +331,6 @@ class CustomDataset(jt.dataset.Dataset):
         check_label_values(label, self.num_classes, path, self.ignore_index, reduced=self.reduce_zero_label)
         return label
 
-    def get_gt_seg_maps(self):
-        for index in range(len(self)):
-            yield self.get_gt_seg_map(index)
-
     # ------------------------------------------------------------------ Jittor loading
     def __getitem__(self, index):
         index = int(index)

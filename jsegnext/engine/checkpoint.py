@@ -63,7 +63,7 @@ _CHECKPOINT = re.compile(r"^(iter_\d+.*|latest|best_.*)\.pkl$")
 _TMP = re.compile(r"^\.((?:iter_\d+.*|latest|best_.*)\.pkl)\.tmp-(\d+)$")
 
 __all__ = ["CheckpointError", "CheckpointManager", "save_checkpoint", "read_training_checkpoint",
-           "load_training_state", "resume", "is_complete_checkpoint", "rng_state", "restore_rng_state",
+           "load_training_state", "is_complete_checkpoint", "rng_state", "restore_rng_state",
            "iteration_seed", "optimizer_state", "load_optimizer_state", "new_run_id"]
 
 is_complete_checkpoint = checkpoint_io.is_complete
@@ -195,8 +195,6 @@ def load_training_state(path, model, optimizer=None, restore_rng=True):
         restore_rng_state(meta.get("rng"))
     return meta
 
-
-resume = load_training_state
 
 
 # ---------------------------------------------------------------------------------- manager

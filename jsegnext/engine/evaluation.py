@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import ConfigError
+from ..comm import get_rank, get_world_size
 from ..datasets import build_pipeline
 from ..runtime import jt
 from .metrics import IoUAccumulator
@@ -112,7 +113,7 @@ def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, s
     """
     pipelines = [build_pipeline(scaled_pipeline(dataset.pipeline_cfg, r)) for r in ratios] if ms_flip else [None]
     accumulator = IoUAccumulator(len(dataset.CLASSES), ignore_index=dataset.ignore_index)
-    rank, world = (jt.rank, jt.world_size) if jt.in_mpi else (0, 1)
+    rank, world = get_rank(), get_world_size()
     count = len(dataset) if max_images is None else min(len(dataset), max_images)
     indices = range(rank, count, world)
     for index in tqdm(indices, desc="eval", disable=not progress or rank != 0, dynamic_ncols=True):
@@ -126,8 +127,7 @@ def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, s
         if show_dir:
             image = cv2.imread(dataset.img_path(index), cv2.IMREAD_COLOR)
             _write_png(Path(show_dir) / f"{name}.png", overlay(image, pred, dataset.PALETTE))
-    if jt.in_mpi:
-        accumulator.merge_all_ranks()
+    accumulator.merge_all_ranks()
     return accumulator.summary(dataset.CLASSES)
 
 

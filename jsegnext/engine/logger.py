@@ -1,14 +1,10 @@
-"""Training logs: one JSON object per line (``log.jsonl``), and console messages — rank 0 only."""
+"""Training logs: one JSON object per line (``log.jsonl``), written by rank 0 only."""
 import json
 import math
 import os
 import time
 
-from ..runtime import jt
-
-
-def is_main_process():
-    return not jt.in_mpi or jt.rank == 0
+from ..comm import is_main_process
 
 
 def _plain(value):
@@ -102,14 +98,3 @@ class JsonlLogger:
     def __exit__(self, *exc):
         self.close()
 
-
-def console(message):
-    """Print ``message`` with a timestamp on rank 0, without breaking tqdm progress bars."""
-    if not is_main_process():
-        return
-    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
-    try:
-        from tqdm import tqdm
-        tqdm.write(line)
-    except ImportError:
-        print(line, flush=True)

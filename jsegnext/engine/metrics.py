@@ -30,7 +30,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from ..constants import IGNORE_INDEX
+
 _ROWS = ("area_intersect", "area_union", "area_pred_label", "area_label")
 
 
@@ -137,11 +138,14 @@ class IoUAccumulator:
 
     def merge_all_ranks(self):
         """Sum the counts over all MPI processes (no-op outside MPI). Every rank gets the total."""
+        from ..comm import get_world_size, sum_over_processes
         from ..runtime import jt
-        if not jt.in_mpi:
+
+        if get_world_size() == 1:
             return self
-        # float64 holds integers exactly up to 2**53 pixels
-        total = jt.array(self.state().astype(np.float64)).mpi_all_reduce("add").numpy()
+        # float64 holds integers exactly up to 2**53 pixels (an explicit dtype: jt.array would
+        # otherwise make float32 of it, exact only to 2**24)
+        total = sum_over_processes(jt.array(self.state(), "float64")).numpy()
         merged = IoUAccumulator.from_state(total, self.ignore_index)
         self.counts, self.num_images = merged.counts, merged.num_images
         return self

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config_check import validate_config
+from ..comm import get_rank, is_main_process, mean_over_processes
 from ..datasets import SeededSampler, build_dataloader, build_dataset
 from ..errors import CheckpointError, ConfigError, JSegNeXtError
 from ..models import build_segmentor
@@ -21,7 +22,7 @@ from ..runtime import jt
 from ..weights import load_checkpoint
 from .checkpoint import CheckpointManager, iteration_seed, load_training_state
 from .evaluation import evaluate
-from .logger import JsonlLogger, is_main_process
+from .logger import JsonlLogger
 from .optim import PolyLrSchedule, build_optimizer, describe_param_groups
 
 
@@ -41,9 +42,7 @@ def seed_everything(seed):
 def _mean_over_ranks(loss):
     """The loss averaged over MPI ranks: what one process on the whole batch reports, and the same
     value on every rank, so a non-finite loss stops all of them together."""
-    if jt.in_mpi:
-        loss = loss.detach().mpi_all_reduce("mean")
-    return float(loss.item())
+    return float(mean_over_processes(loss.detach()).item())
 
 
 def _log(message):
@@ -187,9 +186,9 @@ class Trainer:
             batch = next(batches)
             # drop-path, dropout and NMF bases draw from a seed of (run seed, iteration, rank), so a
             # resumed run makes the same draws as one never stopped
-            jt.set_seed(iteration_seed(self.seed, self.iter, jt.rank if jt.in_mpi else 0))
+            jt.set_seed(iteration_seed(self.seed, self.iter, get_rank()))
             lr = self.schedule.apply(self.iter)
-            loss = self.model.loss(batch["img"], batch["gt_semantic_seg"])
+            loss = self.model.loss(batch["img"], batch["gt_semantic_seg"], self.train_set.ignore_index)
             value = _mean_over_ranks(loss)
             if not math.isfinite(value):
                 self._diverged(value)

@@ -27,6 +27,8 @@ class NMF2D(nn.Module):
     ``seed`` makes the bases repeatable: every sample of every forward then starts from the same
     (S, D, R) set (:meth:`seeded_bases`), so a sample's result depends neither on the batch it is
     in nor on its place there. An exported ONNX graph holds that set as a constant.
+    ``eta`` is accepted and unused: mmsegmentation 1.x's NMF2D takes it (a step size that its
+    multiplicative updates never use), so configs written for it load unchanged.
     """
 
     def __init__(self, MD_S=1, MD_R=64, train_steps=6, eval_steps=7, inv_t=1, eta=0.9, rand_init=True,
@@ -38,7 +40,6 @@ class NMF2D(nn.Module):
         self.is_train = True  # Jittor sets it on train()/eval(); start in training mode
         self.train_steps, self.eval_steps = train_steps, eval_steps
         self.inv_t = inv_t
-        self.eta = eta  # kept for config compatibility: NMF2D's multiplicative updates have no step size
         self.rand_init = rand_init
         self.grad_mode = grad_mode
         self.seed = seed

@@ -14,6 +14,7 @@ Several of Jittor's stock layers are replaced here, each for a measured reason:
 import math
 
 from ..ops.resize import resize_bilinear  # noqa: F401  (re-exported: the models import it from here)
+from ..comm import get_world_size, mean_over_processes
 from ..runtime import jt
 
 nn = jt.nn
@@ -98,11 +99,8 @@ class BatchNorm2d(nn.Module):
             mean = x.mean(dims=dims)
             sq_mean = (x * x).mean(dims=dims)
             count = x.shape[0] * x.shape[2] * x.shape[3]
-            if jt.in_mpi:
-                # "add" then divide: Jittor's gradient of mpi_all_reduce("mean") omits the 1/world_size
-                mean = mean.mpi_all_reduce("add") / jt.world_size
-                sq_mean = sq_mean.mpi_all_reduce("add") / jt.world_size
-                count *= jt.world_size
+            mean, sq_mean = mean_over_processes(mean), mean_over_processes(sq_mean)
+            count *= get_world_size()
             var = (sq_mean - mean * mean).maximum(0.0)
             unbiased = var * (count / max(count - 1, 1))
             m = self.momentum

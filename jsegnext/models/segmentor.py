@@ -1,5 +1,6 @@
 """Encoder–decoder segmentor: MSCAN features → LightHamHead logits → full-size logits."""
-from ..ops.resize import IGNORE_INDEX, cross_entropy, resized_cross_entropy  # noqa: F401
+from ..constants import IGNORE_INDEX
+from ..ops.resize import cross_entropy, resized_cross_entropy  # noqa: F401  (cross_entropy: re-exported)
 from ..runtime import jt
 from .ham_head import LightHamHead
 from .layers import resize_bilinear
@@ -34,9 +35,10 @@ class EncoderDecoder(nn.Module):
     def execute(self, img):
         return self.encode_decode(img)
 
-    def loss(self, img, label):
-        """Training loss: logits resized to the label's size, cross entropy ignoring 255."""
-        return resized_cross_entropy(self.decode_head(self.extract_feat(img)), label)
+    def loss(self, img, label, ignore_index=IGNORE_INDEX):
+        """Training loss: logits resized to the label's size, cross entropy over the pixels whose
+        label is not ``ignore_index``, averaged over all pixels (mmseg's ``avg_non_ignore=False``)."""
+        return resized_cross_entropy(self.decode_head(self.extract_feat(img)), label, ignore_index)
 
     def slide_inference(self, img):
         """Average the logits of overlapping ``crop_size`` windows placed every ``stride`` pixels."""

@@ -14,11 +14,11 @@ resize. Loss semantics are the reference's: 255 ignored, the sum divided by all 
 """
 import numpy as np
 
+from ..constants import IGNORE_INDEX
 from ..runtime import jt
 from . import dispatch
 from ._source import NCHW, call, source
 
-IGNORE_INDEX = 255
 _TABLES = {}
 
 
