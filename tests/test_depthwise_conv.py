@@ -186,12 +186,12 @@ def test_auto_resolution(monkeypatch):
 
 def test_auto_resolution_on_cuda(monkeypatch):
     """There is no CUDA depthwise kernel: 'auto' must run nn.Conv2d there, and 'kernel' be refused."""
-    from types import SimpleNamespace
+    from jsegnext.ops import dispatch
     monkeypatch.delenv("JSEGNEXT_DW_IMPL", raising=False)
-    monkeypatch.setattr(dw_mod, "jt", SimpleNamespace(flags=SimpleNamespace(use_cuda=1)))  # what resolve_impl reads
+    monkeypatch.setattr(dispatch, "device", lambda: "cuda")  # where every op's choice reads the device
     for dtype in ("float32", "float64"):
         assert resolve_impl("auto", dtype) == "conv2d"
-        with pytest.raises(TypeError, match="no cuda kernel"):
+        with pytest.raises(TypeError, match="has no cuda implementation"):
             resolve_impl("kernel", dtype)
     monkeypatch.setenv("JSEGNEXT_DW_IMPL", "kernel")  # asking for the kernel through the environment
     assert resolve_impl("auto", "float32") == "conv2d"

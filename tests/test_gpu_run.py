@@ -123,7 +123,8 @@ def test_commands_run_side_by_side(tmp_path):
     assert [r[0] for r in results] == [0, 0, 0] and [r[2].strip() for r in results] == ["job 0", "job 1", "job 2"]
     assert time.monotonic() - t0 < 2.9  # not one after another
     log = (tmp_path / "run.log").read_text()
-    assert log.index("job 0") < log.index("job 1") < log.index("job 2")
+    outputs = log[log.index("----- output of"):]  # the "$ command" lines before it come in thread order
+    assert outputs.index("job 0") < outputs.index("job 1") < outputs.index("job 2")
 
 
 def test_loss_decrease_check():

@@ -5,12 +5,14 @@ loss and the gradient of every parameter, through all unrolled NMF updates, batc
 of initial bases per sample. Every strip-conv implementation is checked. Tolerances are the
 fixture's (tests/fixtures/README.md).
 """
+import re
+
 import numpy as np
 import pytest
 from conftest import rel_err, repo_fixture
 
 from jsegnext.models import build_segmentor
-from jsegnext.models.mscan import STRIP_IMPLS
+from jsegnext.ops.dispatch import IMPLS as STRIP_IMPLS
 from jsegnext.runtime import jt
 from jsegnext.weights import load_checkpoint
 
@@ -19,6 +21,11 @@ TINY_CFG = dict(
     decode_head=dict(in_channels=[16, 32, 64], channels=32, ham_channels=32, num_classes=7, norm_groups=32,
                      dropout_ratio=0.0, ham_kwargs=dict(MD_S=1, MD_R=8, train_steps=6, eval_steps=7)))
 NUM_PARAMETERS = 201
+#: Biases of convolutions that feed a BatchNorm (the stem's two, each patch embedding's): their true
+#: gradient is exactly 0 (BN subtracts the mean), so both sides hold rounding noise of about 1e-6 of
+#: the largest gradient, which sits at the fixture's floor. They are checked to be noise-sized.
+BN_FED_BIAS = re.compile(r"backbone\.patch_embed\d\.proj(\.[03])?\.bias$")
+NOISE = 1e-5  # of the largest gradient
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +66,22 @@ def test_eval_outputs_match_reference(strip_conv, data):
     assert rel_err(full, ref["logits"]) < 2e-4
 
 
+def largest_gradient(grads, ref):
+    return max(np.abs(ref[f"grad/{name}"]).max() for name in grads)
+
+
 def gradient_errors(grads, ref):
-    """Per-parameter error: max |g - ref| over max(max |ref|, 1e-3 · largest gradient of all)."""
-    floor = 1e-3 * max(np.abs(ref[f"grad/{name}"]).max() for name in grads)
+    """Per-parameter error: max |g - ref| over max(max |ref|, 1e-3 · largest gradient of all)
+    (the BN-fed biases, whose true gradient is 0, are left to :func:`noise_sized`)."""
+    floor = 1e-3 * largest_gradient(grads, ref)
     return {name: float(np.abs(g - ref[f"grad/{name}"]).max() / max(np.abs(ref[f"grad/{name}"]).max(), floor))
-            for name, g in grads.items()}
+            for name, g in grads.items() if not BN_FED_BIAS.search(name)}
+
+
+def noise_sized(grads, ref):
+    """max |g| of each BN-fed bias over the largest gradient (0 in exact arithmetic)."""
+    largest = largest_gradient(grads, ref)
+    return {name: float(np.abs(g).max() / largest) for name, g in grads.items() if BN_FED_BIAS.search(name)}
 
 
 @pytest.mark.parametrize("strip_conv", STRIP_IMPLS)
@@ -84,3 +102,5 @@ def test_training_loss_and_every_gradient_match_reference(strip_conv, data):
     errors = gradient_errors(grads, ref)
     worst = sorted(errors.items(), key=lambda kv: -kv[1])[:5]
     assert max(errors.values()) < 1e-3, worst
+    noise = noise_sized(grads, ref)
+    assert len(noise) == 5 and max(noise.values()) < NOISE, noise

@@ -29,8 +29,9 @@ def inference_context(model):
     Eval mode matters: in training mode BatchNorm normalises with the batch's statistics and
     updates its running ones, and NMF runs 6 instead of 7 steps.
     """
-    modes = [(m, m.is_training()) for m in model.modules()]
-    stopped = [(p, p.is_stop_grad()) for p in model.parameters()]
+    is_module = isinstance(model, jt.nn.Module)  # else a runtime behind the same interface (ONNX)
+    modes = [(m, m.is_training()) for m in (model.modules() if is_module else [model])]
+    stopped = [(p, p.is_stop_grad()) for p in (model.parameters() if is_module else [])]
     model.eval()
     try:
         with jt.no_grad():

@@ -139,9 +139,7 @@ class Trainer:
         if meta.get("run_id"):
             self.checkpoints.run_id = meta["run_id"]  # the same run goes on: its old files rotate out
         self.resumed = True
-        dropped = self.logger.drop_after(self.iter) if self.logger else 0
-        _log(f"resumed from {path} at iteration {self.iter}"
-             + (f"; {dropped} log.jsonl records of later iterations removed (they are run again)" if dropped else ""))
+        _log(f"resumed from {path} at iteration {self.iter}")
         return meta
 
     def _check_fresh_start(self):
@@ -176,6 +174,10 @@ class Trainer:
             self._check_fresh_start()
         if self.logger is None and is_main_process():
             self.logger = JsonlLogger(self.work_dir / "log.jsonl")
+            if self.resumed:  # the iterations after the checkpoint run again: log them once
+                dropped = self.logger.drop_after(self.iter)
+                if dropped:
+                    _log(f"{dropped} log.jsonl records of iterations after {self.iter} removed (they are run again)")
         self.model.train()
         bar = tqdm(total=self.max_iters, initial=self.iter, desc="train", disable=not self.progress,
                    dynamic_ncols=True)
