@@ -21,9 +21,9 @@ setup(
         "jittor==1.3.11.0",
         # Ships the oneDNN CPU library that Jittor otherwise downloads on first import.
         "jittor_offline",
-        # Jittor 1.3.11 reads arrays with NumPy 1.x's C layout: under NumPy 2 they come back wrong
-        # (jsegnext refuses to import there; README, "NumPy 2").
-        "numpy<2",
+        # Jittor itself asks for numpy<2; where another package brings NumPy 2, jsegnext moves arrays
+        # in and out of Jittor another way (jsegnext/numpy_compat.py; README, "NumPy 2").
+        "numpy",
         "safetensors>=0.4",  # the file format of weights and checkpoints jsegnext writes (NumPy API)
         "pillow",
         "opencv-python-headless",

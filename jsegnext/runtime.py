@@ -4,8 +4,8 @@ Everything in jsegnext imports Jittor through ``from jsegnext.runtime import jt`
 settings are in place before Jittor's first import. Each one is an environment variable that
 Jittor reads, and each is set only where the user has not set that variable already (except
 ``nvcc_path=""`` when the CPU is chosen). :data:`SETTINGS` holds what was chosen and why;
-``python -m jsegnext.warmup`` prints it. NumPy 2 is refused: Jittor 1.3.11 silently reads wrong
-values from NumPy 2 arrays (seen on Python 3.12 with NumPy 2.5).
+``python -m jsegnext.warmup`` prints it. Under NumPy 2, arrays cross between NumPy and Jittor
+through ``Var.data`` (:mod:`jsegnext.numpy_compat`): Jittor 1.3.11's own copies read wrong values there.
 
 Always:
 
@@ -471,22 +471,15 @@ def _prepare_environment():
     return facts, plan
 
 
-def _check_numpy():
-    import numpy
-
-    if int(numpy.__version__.split(".")[0]) >= 2:
-        raise RuntimeError(
-            f"NumPy {numpy.__version__} found; Jittor 1.3.11 reads arrays with NumPy 1.x's memory layout and "
-            "under NumPy 2 silently copies wrong values (jt.array(np.ones(3, 'float32')) is not ones). "
-            "Install numpy<2 (pip install 'numpy<2').")
-
-
 FACTS, PLAN = _prepare_environment()
 #: What :func:`_prepare_environment` set: variable -> (value, reason).
 SETTINGS = PLAN.settings
-_check_numpy()
 
 import jittor as jt  # noqa: E402  (must follow the environment set-up)
+
+from . import numpy_compat  # noqa: E402
+
+numpy_compat.install(jt)  # under NumPy 2 only: arrays in and out through Var.data
 
 if FACTS.requested == "cuda" and not jt.has_cuda:
     raise RuntimeError(f"{DEVICE_ENV}=cuda but Jittor found no usable CUDA installation")

@@ -7,7 +7,8 @@
 # Pillow, tqdm, pytest, safetensors, but no network and nothing of ours. Carried, as cp312 manylinux
 # wheels:
 #   jittor 1.3.11.0  - an sdist on PyPI: built here into a (pure-Python) wheel
-#   numpy 1.26.4     - Jittor 1.3.11 reads NumPy 2 arrays wrongly (jsegnext refuses NumPy 2); shadows the 2.x
+#   numpy 1.26.4     - Jittor 1.3.11 reads NumPy 2 arrays wrongly; jsegnext's NumPy 2 route (Var.data) is
+#                      checked on the CPU only, so the GPU run uses NumPy 1.x; shadows the 2.x
 #   safetensors      - jsegnext's checkpoint format (the image's 0.8.0 would do; carried so the run
 #                      does not depend on it)
 # Not carried: jittor_offline (27 MB: oneDNN, CUTT, NCCL, MNIST; jsegnext switches those off on
