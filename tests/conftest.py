@@ -47,5 +47,13 @@ def tiny_model_cfg(num_classes=5, ham_channels=32, rank=4, **backbone):
                                  ham_kwargs=dict(MD_R=rank)))
 
 
+def require_impl(op, impl, dtype="float32"):
+    """Skip where ``op`` has no ``impl`` on this device (the CPU-only fused kernels on CUDA, ...)."""
+    from jsegnext.ops import dispatch
+
+    if not dispatch.available(op, impl, dtype):
+        pytest.skip(f"{op} has no {impl!r} implementation on {dispatch.device()} for {dtype}")
+
+
 def rel_err(out, ref):
     return float(np.abs(np.asarray(out) - ref).max() / np.abs(ref).max())

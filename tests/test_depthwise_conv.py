@@ -3,6 +3,7 @@ against jt.nn.Conv2d(C, C, k, padding=k//2, groups=C) and a float64 NumPy refere
 all three gradients; the DepthwiseConv2d module as a drop-in for nn.Conv2d; the MSCAN wiring."""
 import numpy as np
 import pytest
+from conftest import require_impl
 
 from jsegnext.runtime import jt
 from jsegnext.ops import depthwise_conv as dw_mod
@@ -52,6 +53,7 @@ def _np_dwconv(x, w, b):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("k", [3, 5, 7])
 def test_matches_conv2d(impl, k):
+    require_impl("depthwise_conv2d", impl)
     rng = np.random.default_rng(k)
     for N, C, H, W in SHAPES:
         conv = jt.nn.Conv2d(C, C, k, padding=k // 2, groups=C)
@@ -72,6 +74,7 @@ def test_matches_conv2d(impl, k):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("k", [3, 5])
 def test_without_bias(impl, k):
+    require_impl("depthwise_conv2d", impl)
     rng = np.random.default_rng(10 + k)
     N, C, H, W = 2, 3, 9, 20
     conv = jt.nn.Conv2d(C, C, k, padding=k // 2, groups=C, bias=False)
@@ -228,6 +231,7 @@ def test_module_is_a_conv2d_drop_in(k):
 
 @pytest.mark.parametrize("strip_conv", ["auto", "kernel", "fused", "meta", "conv2d"])
 def test_mscan_uses_the_op_unless_conv2d(strip_conv):
+    require_impl("msca_strips", strip_conv)
     from jsegnext.models.mscan import MSCAN
 
     bb = MSCAN(embed_dims=[8, 16], depths=[1, 1], mlp_ratios=[2, 2], strip_conv=strip_conv)

@@ -118,3 +118,14 @@ def test_msca_strips_follows_the_override(env):
     env.setattr(sc_mod, "_MscaStripsFunction", no_fused)
     meta = sc_mod.msca_strips(a, params).numpy()
     assert np.abs(meta - fused).max() <= 1e-5 * np.abs(fused).max()
+
+
+def test_available_tells_what_a_device_can_run(on_cuda):
+    """What the op tests skip on a GPU: the CPU-only kernels; the experimental CUDA ones stay."""
+    assert not dispatch.available("msca_strips", "fused") and not dispatch.available("depthwise_conv2d", "kernel")
+    assert dispatch.available("strip_conv", "kernel") and dispatch.available("strip_conv", "kernel", "float16")
+    assert dispatch.available("depthwise_conv2d", "conv2d") and dispatch.available("msca_strips", "auto")
+    on_cuda.setattr(dispatch, "device", lambda: "cpu")
+    assert dispatch.available("msca_strips", "fused") and not dispatch.available("strip_conv", "kernel", "float16")
+    with pytest.raises(ValueError):
+        dispatch.available("strip_conv", "fused")  # not a name strip_conv has

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import fixture_path, rel_err, tiny_model_cfg
+from conftest import fixture_path, rel_err, require_impl, tiny_model_cfg
 
 from jsegnext.models import MSCAN_SETTINGS, NMF2D, build_segmentor, cross_entropy, slide_windows
 from jsegnext.models.layers import BatchNorm2d, ChannelLayerNorm, Conv1x1, GroupNorm, resize_bilinear
@@ -66,6 +66,7 @@ def test_shapes_through_the_pipeline(size):
 
 @pytest.fixture(scope="module", params=["auto", "conv2d", "kernel", "fused", "meta"])
 def reference_model(request):
+    require_impl("msca_strips", request.param)
     cfg = variant_cfg("t")
     cfg["backbone"]["strip_conv"] = request.param
     model = build_segmentor(cfg)

@@ -5,6 +5,7 @@ import importlib
 
 import numpy as np
 import pytest
+from conftest import require_impl
 
 from jsegnext.runtime import jt
 from jsegnext.ops.strip_conv import StripConv, msca_strips, resolve_impl, strip_conv
@@ -57,6 +58,7 @@ def _run(fn, x, w, b, gy):
 @pytest.mark.parametrize("orientation", ["h", "v"])
 @pytest.mark.parametrize("k", [3, 7, 11, 21])
 def test_matches_conv2d(impl, orientation, k):
+    require_impl("strip_conv", impl)
     rng = np.random.default_rng(k)
     for N, C, H, W in SHAPES:
         conv = jt.nn.Conv2d(C, C, (1, k) if orientation == "h" else (k, 1),
@@ -78,6 +80,7 @@ def test_matches_conv2d(impl, orientation, k):
 @pytest.mark.parametrize("impl", ["meta", "kernel"])
 @pytest.mark.parametrize("orientation", ["h", "v"])
 def test_float64_against_numpy(impl, orientation):
+    require_impl("strip_conv", impl, "float64")
     rng = np.random.default_rng(1)
     with jt.flag_scope(auto_convert_64_to_32=0):
         for k, (N, C, H, W) in ((7, (2, 3, 5, 8)), (21, (2, 2, 11, 24)), (11, (2, 2, 25, 45))):
@@ -177,6 +180,7 @@ def _msca_params(rng, C, dtype="float32"):
 
 @pytest.mark.parametrize("impl", ["fused", "kernel", "meta", "auto"])
 def test_msca_strips(impl):
+    require_impl("msca_strips", impl)
     rng = np.random.default_rng(3)
     for N, C, H, W in ((2, 3, 9, 13), (1, 2, 24, 6), (2, 2, 25, 70)):
         a = jt.array(rng.standard_normal((N, C, H, W)).astype("float32"))
@@ -217,6 +221,7 @@ def test_msca_strips_float64_and_weights_biases_signature():
 @pytest.mark.parametrize("strip_conv_impl", ["kernel", "fused", "meta"])
 def test_msca_attention_module_uses_the_ops(monkeypatch, strip_conv_impl):
     """MSCAN's AttentionModule with jsegnext's strip ops equals its nn.Conv2d version."""
+    require_impl("msca_strips", strip_conv_impl)
     import jsegnext.ops as ops
     from jsegnext.models.mscan import AttentionModule
 

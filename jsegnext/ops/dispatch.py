@@ -51,7 +51,7 @@ import warnings
 
 from ..runtime import jt
 
-__all__ = ["IMPLS", "EXPERIMENTAL_ENV", "resolve", "op_impls", "check_impl", "auto_impls", "device"]
+__all__ = ["IMPLS", "EXPERIMENTAL_ENV", "resolve", "available", "op_impls", "check_impl", "auto_impls", "device"]
 
 #: The implementation names every op and model uses.
 IMPLS = ("auto", "fused", "kernel", "meta", "conv2d")
@@ -115,6 +115,12 @@ def check_impl(op, impl):
 def _supports(op, impl, dev, dtype):
     dtypes = SUPPORT[op].get(impl, {}).get(dev, ())
     return dtypes is _ANY or str(dtype) in dtypes
+
+
+def available(op, impl, dtype="float32"):
+    """True when ``impl`` (``'auto'`` always) can run ``op`` on the current device for ``dtype``."""
+    check_impl(op, impl)
+    return impl == "auto" or _supports(op, impl, device(), dtype)
 
 
 def _experimental_enabled():
