@@ -3,6 +3,7 @@ import numpy as np
 
 from .config import Config
 from .models import build_segmentor
+from .models.fuse import fuse_segmentor
 from .weights import load_checkpoint
 
 
@@ -12,8 +13,12 @@ def load_config(config, options=None):
     return cfg.merge_options(options)
 
 
-def init_model(config, checkpoint=None, options=None, allow_partial=False):
+def init_model(config, checkpoint=None, options=None, allow_partial=False, fuse=True):
     """Build the config's segmentor in eval mode and load ``checkpoint`` (our ``.pkl`` or a reference ``.pth``).
+
+    ``fuse=True`` (default) returns the inference fast path (``jsegnext.models.fuse``: BatchNorms and
+    layer scales folded into the convolutions, fused kernels; same outputs, inference only);
+    ``fuse=False`` the model as built, which can also train and be saved.
 
     A checkpoint that does not fit (wrong variant or class count, truncated file, not a
     checkpoint) raises ``jsegnext.weights.CheckpointError`` naming the file and the problem.
@@ -24,7 +29,7 @@ def init_model(config, checkpoint=None, options=None, allow_partial=False):
         load_checkpoint(model, checkpoint, allow_partial=allow_partial, require_head=True)
     model.cfg = cfg
     model.eval()
-    return model
+    return fuse_segmentor(model) if fuse else model
 
 
 def inference_model(model, image, ms_flip=False):

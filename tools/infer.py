@@ -37,6 +37,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="infer_out")
     parser.add_argument("--opacity", type=float, default=0.5)
     parser.add_argument("--ms-flip", action="store_true")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="run the model as trained instead of the fused inference path (same outputs, slower)")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     return parser.parse_args(argv)
 
@@ -113,7 +115,7 @@ def main(argv=None):
     out = Path(args.out)
     try:
         inputs = collect_inputs(args.inputs)
-        model = init_model(args.config, args.checkpoint, options=args.cfg_options)
+        model = init_model(args.config, args.checkpoint, options=args.cfg_options, fuse=not args.no_fuse)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -30,6 +30,8 @@ def parse_args(argv=None):
     parser.add_argument("--save-preds", help="write one label-id PNG per image into this folder")
     parser.add_argument("--show-dir", help="write colour overlays into this folder")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="run the model as trained instead of the fused inference path (same outputs, slower)")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     return parser.parse_args(argv)
 
@@ -40,10 +42,10 @@ def main(argv=None):
     if args.data_root:
         options.append(f"data.{args.split}.data_root={args.data_root}")
     try:
-        model = init_model(args.config, args.checkpoint, options=options)
+        model = init_model(args.config, args.checkpoint, options=options, fuse=not args.no_fuse)
         dataset = build_dataset(model.cfg.data[args.split], test_mode=True)
         metrics = evaluate(model, dataset, ms_flip=args.ms_flip, save_preds=args.save_preds,
-                           show_dir=args.show_dir, max_images=args.max_images)
+                           show_dir=args.show_dir, max_images=args.max_images, fuse=not args.no_fuse)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

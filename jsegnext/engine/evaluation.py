@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..datasets import build_pipeline
+from ..models.fuse import fuse_segmentor
 from ..runtime import jt
 from .metrics import IoUAccumulator
 
@@ -49,15 +50,19 @@ def predict(model, sample_views, out_size, flip=False):
     """Label map (H, W) int64 for one image given its pre-processed view(s)."""
     with jt.no_grad():
         if len(sample_views) == 1 and not flip:
-            logits = model.inference(_as_batch(sample_views[0]), out_size=out_size)
-            return logits.argmax(dim=1)[0].numpy()[0]
+            return model.predict_labels(_as_batch(sample_views[0]), out_size=out_size).numpy()[0]
         return predict_probs(model, sample_views, out_size, flip).argmax(dim=1)[0].numpy()[0]
 
 
 def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, show_dir=None,
-             progress=True, max_images=None):
-    """Run inference over ``dataset`` and return the metrics dict (percent) of IoUAccumulator.summary."""
+             progress=True, max_images=None, fuse=True):
+    """Run inference over ``dataset`` and return the metrics dict (percent) of IoUAccumulator.summary.
+
+    ``fuse``: infer with the fused copy of ``model`` (``jsegnext.models.fuse``; ``model`` itself is not
+    changed, so a model in training can be evaluated this way); False: with ``model`` as it is.
+    """
     model.eval()
+    net = fuse_segmentor(model) if fuse else model
     pipelines = [build_pipeline(scaled_pipeline(dataset.pipeline_cfg, r)) for r in ratios] if ms_flip else [None]
     accumulator = IoUAccumulator(len(dataset.CLASSES))
     rank, world = (jt.rank, jt.world_size) if jt.in_mpi else (0, 1)
@@ -66,7 +71,7 @@ def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, s
     for index in tqdm(indices, desc="eval", disable=not progress or rank != 0, dynamic_ncols=True):
         gt = dataset.get_gt_seg_map(index)
         views = [dataset.prepare_test_sample(index, p)["img"] for p in pipelines]
-        pred = predict(model, views, gt.shape, flip=ms_flip)
+        pred = predict(net, views, gt.shape, flip=ms_flip)
         accumulator.update(pred, gt)
         name = _base_name(dataset.img_files[index], dataset.img_suffix)
         if save_preds:

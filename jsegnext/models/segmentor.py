@@ -66,6 +66,10 @@ class EncoderDecoder(nn.Module):
             logits = resize_bilinear(logits, out_size)
         return logits
 
+    def predict_labels(self, img, out_size=None):
+        """Label map (N, H, W) int32: the argmax over classes of ``inference(img, out_size)``."""
+        return self.inference(img, out_size).argmax(dim=1)[0].int32()
+
 
 def slide_windows(h, w, crop_h, crop_w, stride_h, stride_w):
     """(y1, x1, y2, x2) of the sliding windows covering an h×w image (mmseg's placement)."""

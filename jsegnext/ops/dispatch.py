@@ -7,7 +7,8 @@ Every op takes an ``impl`` named from one set, :data:`IMPLS`, which the models u
 ``kernel``  hand-written kernels through ``jt.code`` (sources in ``csrc/``): C++/OpenMP on the CPU,
             CUDA for the strip convolutions
 ``fused``   a hand-written kernel doing several ops in one pass: MSCA's whole strip sum
-            (``msca_strips``), the cross entropy fused with its logits resize
+            (``msca_strips``), the cross entropy fused with its logits resize, the inference ops of
+            ``pointwise.py`` (1×1 convs with epilogues, the Mlp branch, norms, NMF2D)
 ``meta``    Jittor meta-operators (reindex, broadcast, reduce) that Jittor's JIT fuses; any device
 ``conv2d``  Jittor's own convolution, what ``nn.Conv2d(groups=C)`` runs (oneDNN on the CPU, Jittor's
             DepthwiseConv on CUDA)
@@ -26,6 +27,10 @@ msca_strips            fused (32, 64) > kernel > meta; conv2d   kernel (experime
 depthwise_conv2d       kernel (32, 64) > conv2d (any)           conv2d (any)
 resize_bilinear        kernel (32) > meta (any)                 meta (any)
 resized_cross_entropy  fused (32) > meta (any)                  meta (any)
+resize_argmax          fused (32) > meta (any)                  meta (any)
+pointwise_conv,        fused (32) > meta (any)                  meta (any)
+mlp_block, group_norm,
+nmf (inference only)
 =====================  =======================================  =========================================
 
 The CPU orders are measured (``benchmarks/``, ``docs/BENCHMARKS.md``): the kernels beat oneDNN on
@@ -75,6 +80,12 @@ SUPPORT = {
     "depthwise_conv2d": {"kernel": {"cpu": _F32_64}, "conv2d": _EVERYWHERE},
     "resize_bilinear": {"kernel": {"cpu": _F32}, "meta": _EVERYWHERE},
     "resized_cross_entropy": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "resize_argmax": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    # inference only (pointwise.py)
+    "pointwise_conv": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "mlp_block": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "group_norm": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "nmf": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
 }
 
 #: op -> device -> what ``impl='auto'`` tries, in order.
@@ -84,6 +95,11 @@ PREFERENCES = {
     "depthwise_conv2d": {"cpu": ("kernel", "conv2d"), "cuda": ("conv2d",)},
     "resize_bilinear": {"cpu": ("kernel", "meta"), "cuda": ("meta",)},
     "resized_cross_entropy": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "resize_argmax": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "pointwise_conv": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "mlp_block": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "group_norm": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "nmf": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
 }
 
 #: (op, implementation, device) never run there yet: ``'auto'`` skips them unless opted in.
@@ -91,7 +107,9 @@ EXPERIMENTAL = {("strip_conv", "kernel", "cuda"), ("msca_strips", "kernel", "cud
 
 #: op -> the environment variable that overrides its ``'auto'``.
 ENV_OVERRIDES = {"strip_conv": "JSEGNEXT_STRIP_IMPL", "msca_strips": "JSEGNEXT_STRIP_IMPL",
-                 "depthwise_conv2d": "JSEGNEXT_DW_IMPL"}
+                 "depthwise_conv2d": "JSEGNEXT_DW_IMPL", "pointwise_conv": "JSEGNEXT_FUSED_IMPL",
+                 "mlp_block": "JSEGNEXT_FUSED_IMPL", "group_norm": "JSEGNEXT_FUSED_IMPL",
+                 "nmf": "JSEGNEXT_FUSED_IMPL", "resize_argmax": "JSEGNEXT_FUSED_IMPL"}
 
 _warned = set()
 

@@ -8,8 +8,12 @@
 // recomputes the upsampled rows, forms softmax - onehot and folds it straight back through the
 // resize.
 //
+// resize_argmax, for inference, never holds the full-size logits either: the label map of a chain
+// of resizes (composed into per-axis taps by resize.py) is the argmax over the classes of each
+// output pixel, taken row by row from width-resized source rows.
+//
 // Entry points (jsegnext/ops/resize.py calls them through jt.code): resize_forward,
-// resize_backward, ce_forward, ce_backward.
+// resize_backward, ce_forward, ce_backward, resize_argmax.
 #ifndef JSN_RESIZE_H
 #define JSN_RESIZE_H
 #include <algorithm>
@@ -205,6 +209,65 @@ static inline void ce_backward(const float* logits, const int* label, const floa
             fold_height(dd, t.yf[oy], &acc[(size_t)t.ylo[oy] * OW], &acc[(size_t)t.yhi[oy] * OW], OW);
         }
         fold_width(acc.data(), H, OW, t.xlo, t.xhi, t.xf, grad + (size_t)p * H * W, W);
+    }
+}
+
+// labels (N, OH, OW) = argmax over C of the logits (N, C, H, W) resized with per-axis taps: output
+// row oy = sum_t yw[t*OH + oy] * source row yi[t*OH + oy] (TY taps), the same along the width (TX
+// taps, xi / xw). The first of equal maxima wins, as in argmax.
+static inline void resize_argmax(const float* logits, int* labels, int N, int C, int H, int W, int OH, int OW,
+                                 const int* yi, const float* yw, int TY, const int* xi, const float* xw,
+                                 int TX) {
+    // width pass: every source row at the output width (N*C*H rows of OW)
+    std::vector<float> wide((size_t)N * C * H * OW);
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < (int64_t)N * C * H; p++) {
+        const float* __restrict src = logits + p * W;
+        float* __restrict dst = wide.data() + p * OW;
+        for (int x = 0; x < OW; x++) dst[x] = xw[x] * src[xi[x]];
+        for (int t = 1; t < TX; t++) {
+            const int* __restrict ti = xi + (size_t)t * OW;
+            const float* __restrict tw = xw + (size_t)t * OW;
+            for (int x = 0; x < OW; x++) dst[x] += tw[x] * src[ti[x]];
+        }
+    }
+    // height pass and argmax, one output row at a time
+#pragma omp parallel
+    {
+        std::vector<float> best_buf(OW), value_buf(OW);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < (int64_t)N * OH; r++) {
+            const int n = (int)(r / OH), oy = (int)(r % OH);
+            int* __restrict lab = labels + r * OW;
+            float* __restrict best = best_buf.data();
+            float* __restrict v = value_buf.data();
+            for (int c = 0; c < C; c++) {
+                const float* plane = wide.data() + ((size_t)n * C + c) * H * OW;
+                const float* __restrict r0 = plane + (size_t)yi[oy] * OW;
+                const float w0 = yw[oy];
+#pragma omp simd
+                for (int x = 0; x < OW; x++) v[x] = w0 * r0[x];
+                for (int t = 1; t < TY; t++) {
+                    const float* __restrict rt = plane + (size_t)yi[t * OH + oy] * OW;
+                    const float wt = yw[t * OH + oy];
+#pragma omp simd
+                    for (int x = 0; x < OW; x++) v[x] += wt * rt[x];
+                }
+                if (c == 0) {
+                    for (int x = 0; x < OW; x++) {
+                        best[x] = v[x];
+                        lab[x] = 0;
+                    }
+                } else {
+#pragma omp simd
+                    for (int x = 0; x < OW; x++) {
+                        const bool higher = v[x] > best[x];
+                        best[x] = higher ? v[x] : best[x];
+                        lab[x] = higher ? c : lab[x];
+                    }
+                }
+            }
+        }
     }
 }
 
