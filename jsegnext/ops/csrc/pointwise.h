@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace jsn_pw {
@@ -69,7 +70,40 @@ static inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const
     }
 }
 
-static inline float gelu1(float v) { return 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); }
+// erf(x) as x P(x^2) / Q(x^2) on [-4, 4] (erf is 1 to float precision beyond): a rational fit of
+// degrees 6 / 4, absolute error below 4e-7 in float arithmetic; unlike libm's erff it vectorises
+// to a few FMAs and one division (GELU was the Mlp's most expensive part with erff).
+static inline float erf_fast(float x) {
+    const float c = std::min(std::max(x, -4.f), 4.f), t = c * c;
+    float p = 1.933583959612406e-08f;
+    p = p * t - 1.969929826373118e-06f;
+    p = p * t + 0.00015024268941488117f;
+    p = p * t + 0.0040771206840872765f;
+    p = p * t + 0.05175789073109627f;
+    p = p * t + 0.20891475677490234f;
+    p = p * t + 1.1283788681030273f;
+    float q = 0.0010452765272930264f;
+    q = q * t + 0.015116021037101746f;
+    q = q * t + 0.11871074885129929f;
+    q = q * t + 0.5184750556945801f;
+    q = q * t + 1.f;
+    return c * p / q;
+}
+
+// A per-thread buffer of at least n floats (64-byte aligned, contents undefined) that lives on
+// between calls: allocating (and page-faulting) megabytes on every call cost as much as the work.
+template <int SLOT>
+static inline float* scratch(size_t n) {
+    static thread_local std::unique_ptr<float[]> mem;
+    static thread_local size_t size = 0;
+    if (size < n + 16) {
+        size = n + 16;
+        mem.reset(new float[size]);
+    }
+    return reinterpret_cast<float*>(((uintptr_t)mem.get() + 63) & ~(uintptr_t)63);
+}
+
+static inline float gelu1(float v) { return 0.5f * v * (1.f + erf_fast(v * 0.70710678118654752f)); }
 
 // y[i] = act(y[i] + b); ACT 0: none, 1: GELU (erf), 2: ReLU
 template <int ACT>
@@ -134,11 +168,10 @@ static void pointwise2(const float* x, const float* w1, const float* b1, const f
     const int64_t per = (HW + P - 1) / P;
 #pragma omp parallel if (N * per > 1 && N * HW * (Ci * C1 + C1 * Co) > (1 << 20))
     {
-        std::vector<float> mid((size_t)(C1 * P));
+        float* const v = scratch<0>((size_t)(C1 * P));
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < N * per; t++) {
             const int64_t n = t / per, p0 = (t % per) * P, np = std::min(P, HW - p0);
-            float* v = mid.data();
             gemm(false, false, C1, np, Ci, w1, Ci, x + n * Ci * HW + p0, HW, 0.f, v, P);
             for (int64_t c = 0; c < C1; c++) {
                 float* __restrict vr = v + c * P;
@@ -165,32 +198,45 @@ static void pointwise2(const float* x, const float* w1, const float* b1, const f
     }
 }
 
-// rows per step of the Mlp: about 256 pixels of each hidden channel per block
-static inline int mlp_rows(int64_t H, int64_t W) {
-    return (int)std::max<int64_t>(1, std::min<int64_t>(H, 256 / std::max<int64_t>(W, 1)));
+// rows per step of the Mlp: about 256 pixels of each hidden channel per block, and no more than a
+// band's share of the image
+static inline int mlp_rows(int64_t H, int64_t W, int64_t bands) {
+    const int64_t per_band = (H + bands - 1) / bands;
+    return (int)std::max<int64_t>(1, std::min<int64_t>(per_band, 256 / std::max<int64_t>(W, 1)));
 }
 
-// One output row of the 3x3 depthwise conv + GELU from three input rows (null: a zero row).
-static inline void dw3_gelu_row(const float* __restrict r0, const float* __restrict r1,
-                                const float* __restrict r2, const float* __restrict k, float bias,
-                                float* __restrict out, int64_t W) {
-    const float* rows[3] = {r0, r1, r2};
-    for (int64_t i = 0; i < W; i++) out[i] = bias;
-    for (int a = 0; a < 3; a++) {
-        const float* __restrict s = rows[a];
-        if (!s) continue;
-        const float k0 = k[3 * a], k1 = k[3 * a + 1], k2 = k[3 * a + 2];
+// GELU of the 3x3 depthwise conv of r rows of one channel: rows -1 .. r of the channel's ring
+// (row j at ring + j * W; rows outside the image hold zeros) give out[j * W + i] for rows 0 .. r-1.
+// One flat vector loop over all r * W outputs, then the first and last column of every row (which
+// that loop takes from the neighbouring row instead of the zero padding) again, then the GELU.
+// ring[-1] and ring[(r + 2) * W] must be readable (their values are not used).
+static inline void dw3_gelu_rows(const float* __restrict ring, const float* __restrict k, float bias,
+                                 float* __restrict out, int64_t r, int64_t W) {
+    const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7],
+                k8 = k[8];
+    const int64_t n = r * W;
+    const float* __restrict s = ring + W - 1;  // centre row, one column to the left
+#pragma omp simd
+    for (int64_t q = 0; q < n; q++) {
+        float v = bias + k0 * s[q - W] + k1 * s[q - W + 1] + k2 * s[q - W + 2];
+        v += k3 * s[q] + k4 * s[q + 1] + k5 * s[q + 2];
+        v += k6 * s[q + W] + k7 * s[q + W + 1] + k8 * s[q + W + 2];
+        out[q] = v;
+    }
+    for (int64_t j = 0; j < r; j++) {
+        const float* a = ring + j * W;  // row above
+        const float* b = a + W;
+        const float* c = b + W;
+        const int64_t e = W - 1;
         if (W == 1) {
-            out[0] += k1 * s[0];
+            out[j] = bias + k1 * a[0] + k4 * b[0] + k7 * c[0];
             continue;
         }
-        out[0] += k1 * s[0] + k2 * s[1];
-#pragma omp simd
-        for (int64_t i = 1; i < W - 1; i++) out[i] += k0 * s[i - 1] + k1 * s[i] + k2 * s[i + 1];
-        out[W - 1] += k0 * s[W - 2] + k1 * s[W - 1];
+        out[j * W] = bias + k1 * a[0] + k2 * a[1] + k4 * b[0] + k5 * b[1] + k7 * c[0] + k8 * c[1];
+        out[j * W + e] = bias + k0 * a[e - 1] + k1 * a[e] + k3 * b[e - 1] + k4 * b[e] + k6 * c[e - 1] + k7 * c[e];
     }
 #pragma omp simd
-    for (int64_t i = 0; i < W; i++) out[i] = gelu1(out[i]);
+    for (int64_t q = 0; q < n; q++) out[q] = gelu1(out[q]);
 }
 
 // y = x + W2 gelu(dw3x3(W1 x + b1) + bd) + b2
@@ -198,19 +244,21 @@ static inline void dw3_gelu_row(const float* __restrict r0, const float* __restr
 // Each thread takes a band of rows of one image and walks down it R rows at a time, keeping the
 // fc1 output of rows y-1 .. y+R in a ring (hidden x (R+2) x W) and the activations of the R rows in
 // a block (hidden x R x W); zero rows stand for the 3x3's padding above and below the image.
-// bands: row bands per image (0: enough for every thread, at most one per R rows).
+// bands: row bands per image (0: enough for every thread).
 static void mlp(const float* x, const float* w1, const float* b1, const float* wd, const float* bd,
                 const float* w2, const float* b2, float* y, int64_t N, int64_t C, int64_t H, int64_t W,
                 int64_t Hd, int64_t bands = 0) {
     const int64_t HW = H * W;
-    const int R = mlp_rows(H, W);
     const int threads = omp_get_max_threads();
-    if (bands <= 0) bands = std::max<int64_t>(1, std::min<int64_t>((threads + N - 1) / N, (H + R - 1) / R));
-    bands = std::min(bands, H);
+    if (bands <= 0) bands = (threads + N - 1) / N;
+    bands = std::max<int64_t>(1, std::min(bands, H));
+    const int R = mlp_rows(H, W, bands);
 #pragma omp parallel if (N * bands > 1)
     {
         const int64_t ring_ld = (int64_t)(R + 2) * W, act_ld = (int64_t)R * W;
-        std::vector<float> ring((size_t)(Hd * ring_ld)), act((size_t)(Hd * act_ld));
+        // the ring with a vector's worth of slack before and after (dw3_gelu_rows reads one beyond)
+        float* const ring = scratch<0>((size_t)(Hd * ring_ld + 32)) + 16;
+        float* const act = scratch<1>((size_t)(Hd * act_ld));
 #pragma omp for schedule(static)
         for (int64_t task = 0; task < N * bands; task++) {
             const int64_t n = task / bands, band = task % bands;
@@ -220,31 +268,28 @@ static void mlp(const float* x, const float* w1, const float* b1, const float* w
             // fc1 of image rows [first, last] into ring rows starting at slot
             auto fc1_rows = [&](int64_t first, int64_t last, int slot) {
                 if (last < first) return;
-                float* dst = ring.data() + (int64_t)slot * W;
+                float* dst = ring + (int64_t)slot * W;
                 const int64_t cols = (last - first + 1) * W;
                 gemm(false, false, Hd, cols, C, w1, C, xn + first * W, HW, 0.f, dst, ring_ld);
                 for (int64_t h = 0; h < Hd; h++) bias_act<0>(dst + h * ring_ld, b1[h], cols);
             };
             for (int64_t yb = y0; yb < y1; yb += R) {
                 const int64_t r = std::min<int64_t>(R, y1 - yb);
-                if (yb == y0) {  // fill ring rows for image rows yb-1 .. yb+r
+                // slot j of the ring holds image row yb - 1 + j
+                if (yb == y0) {
                     fc1_rows(std::max<int64_t>(yb - 1, 0), std::min(yb + r, H - 1), yb == 0 ? 1 : 0);
                 } else {  // rows yb-1, yb are in slots R, R+1 of the last step: move them to 0, 1
                     for (int64_t h = 0; h < Hd; h++)
-                        std::memmove(ring.data() + h * ring_ld, ring.data() + h * ring_ld + (int64_t)R * W,
-                                     sizeof(float) * 2 * W);
+                        std::memmove(ring + h * ring_ld, ring + h * ring_ld + (int64_t)R * W, sizeof(float) * 2 * W);
                     fc1_rows(yb + 1, std::min(yb + r, H - 1), 2);
                 }
-                // slot j holds image row yb - 1 + j; rows outside the image count as zero
+                // the 3x3's zero padding above and below the image
                 for (int64_t h = 0; h < Hd; h++) {
-                    const float* ringh = ring.data() + h * ring_ld;
-                    for (int64_t j = 0; j < r; j++) {
-                        const int64_t row = yb + j;
-                        const float* up = row - 1 >= 0 ? ringh + j * W : nullptr;
-                        const float* down = row + 1 < H ? ringh + (j + 2) * W : nullptr;
-                        dw3_gelu_row(up, ringh + (j + 1) * W, down, wd + 9 * h, bd[h], act.data() + h * act_ld + j * W, W);
-                    }
+                    if (yb == 0) std::memset(ring + h * ring_ld, 0, sizeof(float) * W);
+                    if (yb + r == H) std::memset(ring + h * ring_ld + (r + 1) * W, 0, sizeof(float) * W);
                 }
+                for (int64_t h = 0; h < Hd; h++)
+                    dw3_gelu_rows(ring + h * ring_ld, wd + 9 * h, bd[h], act + h * act_ld, r, W);
                 const int64_t cols = r * W;
                 for (int64_t c = 0; c < C; c++) {  // y starts as x + b2; fc2 adds on
                     const float* __restrict xr = xn + c * HW + yb * W;
@@ -253,7 +298,7 @@ static void mlp(const float* x, const float* w1, const float* b1, const float* w
 #pragma omp simd
                     for (int64_t i = 0; i < cols; i++) yr[i] = xr[i] + bc;
                 }
-                gemm(false, false, C, cols, Hd, w2, Hd, act.data(), act_ld, 1.f, yn + yb * W, HW);
+                gemm(false, false, C, cols, Hd, w2, Hd, act, act_ld, 1.f, yn + yb * W, HW);
             }
         }
     }
@@ -346,15 +391,22 @@ static inline void mult_update(float* __restrict a, const float* __restrict num,
 // bases coef^T after `steps` multiplicative updates of coef (Nn, R) and bases and a last coef update.
 static void nmf(const float* x, const float* bases0, float* out, int64_t M, int64_t D, int64_t Nn, int64_t R,
                 int steps, float inv_t) {
-    std::vector<float> B(D * R), coef(Nn * R), num(Nn * R), den(Nn * R), rr(R * R), numb(D * R), denb(D * R);
+    // bases and coefficients, the numerators and denominators of their updates, an R x R product
+    float* const B = scratch<0>((size_t)(3 * Nn * R + 3 * D * R + R * R + 64));
+    float* const coef = B + D * R + 16;
+    float* const num = coef + Nn * R + 16;
+    float* const den = num + Nn * R;
+    float* const numb = den + Nn * R;
+    float* const denb = numb + D * R;
+    float* const rr = denb + D * R;
     for (int64_t m = 0; m < M; m++) {
         const float* xm = x + m * D * Nn;
-        std::memcpy(B.data(), bases0 + m * D * R, sizeof(float) * D * R);
+        std::memcpy(B, bases0 + m * D * R, sizeof(float) * D * R);
         // coef = softmax(inv_t x^T B) over R
-        gemm(true, false, Nn, R, D, xm, Nn, B.data(), R, 0.f, coef.data(), R);
+        gemm(true, false, Nn, R, D, xm, Nn, B, R, 0.f, coef, R);
 #pragma omp parallel for schedule(static) if (Nn * R > (1 << 15))
         for (int64_t i = 0; i < Nn; i++) {
-            float* c = coef.data() + i * R;
+            float* c = coef + i * R;
             float mx = -INFINITY;
             for (int64_t k = 0; k < R; k++) mx = std::max(mx, inv_t * c[k]);
             float s = 0.f;
@@ -362,20 +414,20 @@ static void nmf(const float* x, const float* bases0, float* out, int64_t M, int6
             for (int64_t k = 0; k < R; k++) c[k] /= s;
         }
         auto update_coef = [&]() {
-            gemm(true, false, Nn, R, D, xm, Nn, B.data(), R, 0.f, num.data(), R);       // x^T B
-            gemm(true, false, R, R, D, B.data(), R, B.data(), R, 0.f, rr.data(), R);    // B^T B
-            gemm(false, false, Nn, R, R, coef.data(), R, rr.data(), R, 0.f, den.data(), R);
-            mult_update(coef.data(), num.data(), den.data(), Nn * R);
+            gemm(true, false, Nn, R, D, xm, Nn, B, R, 0.f, num, R);       // x^T B
+            gemm(true, false, R, R, D, B, R, B, R, 0.f, rr, R);    // B^T B
+            gemm(false, false, Nn, R, R, coef, R, rr, R, 0.f, den, R);
+            mult_update(coef, num, den, Nn * R);
         };
         for (int s = 0; s < steps; s++) {
             update_coef();
-            gemm(false, false, D, R, Nn, xm, Nn, coef.data(), R, 0.f, numb.data(), R);            // x coef
-            gemm(true, false, R, R, Nn, coef.data(), R, coef.data(), R, 0.f, rr.data(), R);       // coef^T coef
-            gemm(false, false, D, R, R, B.data(), R, rr.data(), R, 0.f, denb.data(), R);
-            mult_update(B.data(), numb.data(), denb.data(), D * R);
+            gemm(false, false, D, R, Nn, xm, Nn, coef, R, 0.f, numb, R);            // x coef
+            gemm(true, false, R, R, Nn, coef, R, coef, R, 0.f, rr, R);       // coef^T coef
+            gemm(false, false, D, R, R, B, R, rr, R, 0.f, denb, R);
+            mult_update(B, numb, denb, D * R);
         }
         update_coef();
-        gemm(false, true, D, Nn, R, B.data(), R, coef.data(), R, 0.f, out + m * D * Nn, Nn);  // B coef^T
+        gemm(false, true, D, Nn, R, B, R, coef, R, 0.f, out + m * D * Nn, Nn);  // B coef^T
     }
 }
 

@@ -218,12 +218,15 @@ static inline void ce_backward(const float* logits, const int* label, const floa
 static inline void resize_argmax(const float* logits, int* labels, int N, int C, int H, int W, int OH, int OW,
                                  const int* yi, const float* yw, int TY, const int* xi, const float* xw,
                                  int TX) {
-    // width pass: every source row at the output width (N*C*H rows of OW)
-    std::vector<float> wide((size_t)N * C * H * OW);
+    // width pass: every source row at the output width (N*C*H rows of OW), in a buffer kept for
+    // the next call (allocating and faulting in tens of MB each time cost as much as the work)
+    static thread_local std::vector<float> buffer;  // of the calling thread; the workers share it
+    if (buffer.size() < (size_t)N * C * H * OW) buffer.resize((size_t)N * C * H * OW);
+    float* const wide = buffer.data();
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < (int64_t)N * C * H; p++) {
         const float* __restrict src = logits + p * W;
-        float* __restrict dst = wide.data() + p * OW;
+        float* __restrict dst = wide + p * OW;
         for (int x = 0; x < OW; x++) dst[x] = xw[x] * src[xi[x]];
         for (int t = 1; t < TX; t++) {
             const int* __restrict ti = xi + (size_t)t * OW;
@@ -242,7 +245,7 @@ static inline void resize_argmax(const float* logits, int* labels, int N, int C,
             float* __restrict best = best_buf.data();
             float* __restrict v = value_buf.data();
             for (int c = 0; c < C; c++) {
-                const float* plane = wide.data() + ((size_t)n * C + c) * H * OW;
+                const float* plane = wide + ((size_t)n * C + c) * H * OW;
                 const float* __restrict r0 = plane + (size_t)yi[oy] * OW;
                 const float w0 = yw[oy];
 #pragma omp simd

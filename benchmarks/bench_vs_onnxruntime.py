@@ -1,0 +1,373 @@
+"""jsegnext against onnxruntime (eval) and against PyTorch eager and torch.compile (training step).
+
+    python benchmarks/bench_vs_onnxruntime.py --json ort.json          # everything issue #13 asks for
+    python benchmarks/bench_vs_onnxruntime.py --eval t:512x512 --no-train --rounds 3
+    python benchmarks/bench_vs_onnxruntime.py --eval none --train       # training step only
+
+Eval, per case ``variant:HxW``: the PyTorch SegNeXt of ``benchmarks/torch_segnext.py`` with random
+sensitive weights (non-trivial BN statistics, affines, biases, layer scales) and fixed NMF bases is
+exported with ``torch.onnx.export`` (opset 17, static shape, full-size logits: backbone, head and the
+final bilinear resize) and run by onnxruntime (CPU provider, ``--threads`` intra-op threads, all graph
+optimisations); jsegnext runs the same weights (copied strictly by name) through its default inference
+path, the fused copy (``jsegnext.models.fuse``). Before anything is timed the three (jsegnext, PyTorch,
+onnxruntime) must agree to ``--tol`` (relative to the logits' largest magnitude). ``--labels`` also
+times the label map (jsegnext: ``predict_labels``, the fused resize+argmax; onnxruntime: the same
+export with an ``ArgMax`` at the end); ``--unfused`` and ``--torch-eval`` add jsegnext's training
+graph and PyTorch eager as columns.
+
+Training step (batch 2, 512², 150 classes, cross entropy at full size, backward, AdamW lr 6e-5 wd 0.01),
+jsegnext against PyTorch eager in this process and against ``torch.compile`` in a separate process (a
+compiled call slows eager PyTorch in the same process down several times): the worker compiles the
+forward + loss (backward through AOTAutograd; the optimiser step eager), warms up, and then times its
+block when this process asks, so the three columns still alternate round by round.
+
+Timings alternate in rounds (benchmarks/model_timing.py); ratios are per round, median reported.
+"""
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_EVAL = ["t:512x512", "t:1024x1024", "t:1024x2048", "s:512x512", "b:512x512", "l:512x512"]
+NUM_CLASSES = 150
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--eval", nargs="+", default=DEFAULT_EVAL, metavar="V:HxW",
+                   help="eval cases (variant:HxW), or 'none'")
+    p.add_argument("--train", dest="train", action="store_true", default=True)
+    p.add_argument("--no-train", dest="train", action="store_false")
+    p.add_argument("--train-variant", default="t", choices=["t", "s", "b", "l"])
+    p.add_argument("--train-shape", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
+    p.add_argument("--train-batch", type=int, default=2)
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--labels", action="store_true", help="also time label maps (argmax)")
+    p.add_argument("--unfused", action="store_true", help="also time jsegnext's unfused eval")
+    p.add_argument("--torch-eval", action="store_true", help="also time PyTorch eager eval")
+    p.add_argument("--threads", type=int, default=2, help="threads of every framework")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iters", type=int, default=3, help="timed iterations per column per round")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--tol", type=float, default=1e-4, help="largest relative disagreement allowed")
+    p.add_argument("--onnx-dir", help="keep the exported models here (default: a temporary folder)")
+    p.add_argument("--json", help="write all results here")
+    p.add_argument("--compiled-worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.eval == ["none"]:
+        args.eval = []
+    return args
+
+
+ARGS = parse_args()
+os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)  # before any framework starts its thread pool
+
+import numpy as np  # noqa: E402
+
+if not ARGS.compiled_worker:
+    import jsegnext  # noqa: E402,F401  (Jittor's environment; before torch)
+    from jsegnext.flops import count_flops  # noqa: E402
+    from jsegnext.models.fuse import fuse_segmentor  # noqa: E402
+    from jsegnext.runtime import jt  # noqa: E402
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model_timing import ADAMW, alternate, machine_info, make_jittor_steps, make_torch_steps, timed  # noqa: E402
+from torch_segnext import VARIANTS, build_torch_segnext  # noqa: E402
+
+
+def log(line):
+    print(line, flush=True)
+
+
+def rel_err(out, ref):
+    out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def torch_model(variant, seed=0):
+    """The PyTorch SegNeXt with sensitive random weights and fixed NMF bases (same for every process)."""
+    from check_torch_segnext import nmf_bases, randomize_
+
+    torch.manual_seed(seed)
+    model = randomize_(build_torch_segnext(variant, NUM_CLASSES, dropout_ratio=0.1), seed=seed)
+    bases = nmf_bases(VARIANTS[variant]["channels"], VARIANTS[variant]["rank"], seed=1)
+    model.set_nmf_bases(bases)
+    return model.eval(), bases
+
+
+def jittor_model(model, variant, bases):
+    from check_torch_segnext import jittor_cfg, jittor_from_torch
+
+    net = jittor_from_torch(model, jittor_cfg(variant, NUM_CLASSES))
+    net.decode_head.hamburger.ham._build_bases = (
+        lambda B, S, D, R, b=bases: jt.array(np.repeat(b, B * S // b.shape[0], axis=0)))
+    net.eval()
+    return net
+
+
+class _Export(torch.nn.Module):
+    """What is exported: full-size logits, or their argmax (``labels``)."""
+
+    def __init__(self, model, labels):
+        super().__init__()
+        self.model, self.labels = model, labels
+
+    def forward(self, img):
+        logits = self.model.forward_full(img)
+        return logits.argmax(dim=1) if self.labels else logits
+
+
+def ort_session(model, shape, path, labels=False):
+    import onnxruntime as ort
+
+    wrapper = _Export(model, labels).eval()
+    x = torch.zeros((1, 3) + tuple(shape))
+    torch.onnx.export(wrapper, (x,), str(path), opset_version=17, dynamo=False, input_names=["img"],
+                      output_names=["out"])
+    model.eval()  # export restores the wrapper's (training) mode on everything inside it
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = ARGS.threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+# ----------------------------------------------------------------------------- eval
+def eval_case(case, onnx_dir):
+    variant, size = case.split(":")
+    h, w = (int(v) for v in size.lower().split("x"))
+    log(f"\n== eval SegNeXt-{variant.upper()} {h}x{w}")
+    tm, bases = torch_model(variant)
+    net = jittor_model(tm, variant, bases)
+    fused = fuse_segmentor(net)
+    gflops = count_flops(net, (h, w)).gflops
+    session = ort_session(tm, (h, w), Path(onnx_dir) / f"segnext_{variant}_{h}x{w}.onnx")
+    img = np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
+    x = jt.array(img)
+    with torch.no_grad():
+        ref = tm.forward_full(torch.from_numpy(img)).numpy()
+    with jt.no_grad():
+        ours = fused.encode_decode(x).numpy()
+    onnx_out = session.run(None, {"img": img})[0]
+    errors = {"jsegnext_vs_pytorch": rel_err(ours, ref), "onnxruntime_vs_pytorch": rel_err(onnx_out, ref),
+              "jsegnext_vs_onnxruntime": rel_err(ours, onnx_out)}
+    log("agreement (max relative error): " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
+    if max(errors.values()) > ARGS.tol:
+        raise SystemExit(f"{case}: outputs disagree beyond {ARGS.tol}; not timing different models")
+    del ref, ours, onnx_out
+
+    def sync(out):
+        out.sync()
+        return out
+
+    steps = {"onnxruntime": lambda: session.run(None, {"img": img}),
+             "jsegnext": lambda: sync(_no_grad(fused.encode_decode, x))}
+    if ARGS.unfused:
+        steps["jsegnext_unfused"] = lambda: sync(_no_grad(net.encode_decode, x))
+    if ARGS.torch_eval:
+        steps["pytorch"] = make_torch_steps(torch, tm, img, np.zeros((1, h, w), np.uint8))["eval"]
+    result = {"variant": variant, "shape": [h, w], "gflops": gflops, "max_rel_err": errors,
+              "logits": alternate(steps, ARGS.rounds, ARGS.iters, ARGS.warmup, "onnxruntime", f"{case} logits", log)}
+    if ARGS.labels:
+        label_session = ort_session(tm, (h, w), Path(onnx_dir) / f"segnext_{variant}_{h}x{w}_labels.onnx",
+                                    labels=True)
+        ours = _no_grad(fused.predict_labels, x).numpy()
+        theirs = label_session.run(None, {"img": img})[0]
+        result["labels_agree"] = float((ours == theirs).mean())
+        log(f"label maps agree on {100 * result['labels_agree']:.4f} % of the pixels")
+        label_steps = {"onnxruntime": lambda: label_session.run(None, {"img": img}),
+                       "jsegnext": lambda: sync(_no_grad(fused.predict_labels, x))}
+        result["labels"] = alternate(label_steps, ARGS.rounds, ARGS.iters, ARGS.warmup, "onnxruntime",
+                                     f"{case} labels", log)
+        del label_session
+    del session, fused, net, tm
+    gc.collect()
+    return result
+
+
+def _no_grad(fn, *args):
+    with jt.no_grad():
+        return fn(*args)
+
+
+# ----------------------------------------------------------------------------- training
+def train_batch(shape, batch):
+    rng = np.random.default_rng(0)
+    img = rng.standard_normal((batch, 3) + tuple(shape)).astype(np.float32)
+    return img, rng.integers(0, NUM_CLASSES, (batch,) + tuple(shape)).astype(np.uint8)
+
+
+class CompiledWorker:
+    """A torch.compile training step in a process of its own, timed on request."""
+
+    def __init__(self):
+        argv = [sys.executable, __file__, "--compiled-worker", "--threads", str(ARGS.threads), "--train-variant",
+                ARGS.train_variant, "--train-batch", str(ARGS.train_batch), "--warmup", str(ARGS.warmup),
+                "--train-shape", *map(str, ARGS.train_shape)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        started = time.time()
+        ready = self._read()
+        log(f"torch.compile worker ready after {time.time() - started:.0f} s "
+            f"(compile + {ARGS.warmup} warm-up steps; first step {ready['first_step_s']:.1f} s)")
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("the torch.compile worker ended unexpectedly")
+        return json.loads(line)
+
+    def step_block(self, n):
+        self.proc.stdin.write(json.dumps({"iters": n}) + "\n")
+        return self._read()["times"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def compiled_worker():
+    """--compiled-worker: build, compile, warm up, then answer {"iters": n} lines with step times."""
+    torch.set_num_threads(ARGS.threads)
+    model, _ = torch_model(ARGS.train_variant)
+    img, label = train_batch(ARGS.train_shape, ARGS.train_batch)
+    x, y = torch.from_numpy(img), torch.from_numpy(label).long()
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), **ADAMW)
+    loss_fn = torch.compile(model.loss)
+
+    def step():
+        loss = loss_fn(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+    first = timed(step, 1)[0]
+    timed(step, ARGS.warmup)
+    print(json.dumps({"ready": True, "first_step_s": first}), flush=True)
+    for line in sys.stdin:
+        n = int(json.loads(line)["iters"])
+        print(json.dumps({"times": timed(step, n)}), flush=True)
+
+
+def train_comparison():
+    variant, shape, batch = ARGS.train_variant, ARGS.train_shape, ARGS.train_batch
+    log(f"\n== training step SegNeXt-{variant.upper()}, batch {batch}, {shape[0]}x{shape[1]}, AdamW")
+    tm, bases = torch_model(variant)
+    net = jittor_model(tm, variant, bases)
+    img, label = train_batch(shape, batch)
+    steps = {"pytorch_eager": make_torch_steps(torch, tm, img, label)["train"],
+             "jsegnext": make_jittor_steps(jt, net, img, label)["train"]}
+    worker = None
+    if not ARGS.no_compile:
+        worker = CompiledWorker()
+        steps["torch_compile"] = _RemoteStep(worker)
+    try:
+        result = alternate(steps, ARGS.rounds, ARGS.iters, ARGS.warmup, "jsegnext", "train", log)
+    finally:
+        if worker:
+            worker.close()
+    # ratios of jsegnext to each PyTorch column (per round, median)
+    per_round = result["ratio_per_round"]
+    result["jsegnext_over"] = {name: float(np.median([1.0 / r for r in rounds])) for name, rounds in per_round.items()}
+    return {"variant": variant, "shape": list(shape), "batch": batch, **result}
+
+
+class _RemoteStep:
+    """A step that runs (and times) its blocks of iterations in the worker process."""
+
+    def __init__(self, worker):
+        self.worker = worker
+
+    def timed(self, n):
+        return self.worker.step_block(n) if n else []
+
+
+# ----------------------------------------------------------------------------- report
+def format_report(results):
+    m = results["machine"]
+    lines = [f"\n{m['cpu']}, {m['threads']} threads; torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+             f"jittor {m['jittor']}; load average before {m['loadavg_before'][0]:.2f}, after "
+             f"{m['loadavg_after'][0]:.2f}"]
+    if results["eval"]:
+        extra = [c for c in ("jsegnext_unfused", "pytorch") if c in results["eval"][0]["logits"]["median_ms"]]
+        lines += ["", "| eval, batch 1 | GFLOPs | onnxruntime | jsegnext | jsegnext / onnxruntime | "
+                  + "".join(f"{c} | " for c in extra) + "max rel. err |",
+                  "|---" * (6 + len(extra)) + "|"]
+        for r in results["eval"]:
+            t = r["logits"]
+            ratio = t["ratio_to_onnxruntime"]
+            cells = [f"SegNeXt-{r['variant'].upper()} {r['shape'][0]}x{r['shape'][1]}", f"{r['gflops']:.1f}",
+                     f"{t['median_ms']['onnxruntime']:.1f} ms", f"{t['median_ms']['jsegnext']:.1f} ms",
+                     f"**{ratio['jsegnext']:.2f}x**"]
+            cells += [f"{t['median_ms'][c]:.1f} ms ({ratio[c]:.2f}x)" for c in extra]
+            cells.append(f"{max(r['max_rel_err'].values()):.1e}")
+            lines.append("| " + " | ".join(cells) + " |")
+        if "labels" in results["eval"][0]:
+            lines += ["", "| label map, batch 1 | onnxruntime (+ArgMax) | jsegnext (fused resize+argmax) | ratio | "
+                      "pixels equal |", "|---|---|---|---|---|"]
+            for r in results["eval"]:
+                t = r["labels"]
+                lines.append(f"| SegNeXt-{r['variant'].upper()} {r['shape'][0]}x{r['shape'][1]} | "
+                             f"{t['median_ms']['onnxruntime']:.1f} ms | {t['median_ms']['jsegnext']:.1f} ms | "
+                             f"{t['ratio_to_onnxruntime']['jsegnext']:.2f}x | {100 * r['labels_agree']:.3f} % |")
+        growth = _growth(results["eval"])
+        if growth:
+            lines.append(f"\nSegNeXt-T 512x512 -> 1024x2048: time x{growth['time']:.2f}, GFLOPs "
+                         f"x{growth['flops']:.2f}, time growth / FLOP growth {growth['ratio']:.2f}")
+    if results.get("train"):
+        t = results["train"]
+        lines += ["", f"| training step, SegNeXt-{t['variant'].upper()} batch {t['batch']} {t['shape'][0]}x"
+                      f"{t['shape'][1]} | median | jsegnext / this |", "|---|---|---|"]
+        for name, ms in t["median_ms"].items():
+            ratio = "" if name == "jsegnext" else f"**{t['jsegnext_over'][name]:.2f}x**"
+            lines.append(f"| {name} | {ms:.0f} ms | {ratio} |")
+    return "\n".join(lines)
+
+
+def _growth(evals):
+    by = {(r["variant"], tuple(r["shape"])): r for r in evals}
+    small, big = by.get(("t", (512, 512))), by.get(("t", (1024, 2048)))
+    if not (small and big):
+        return None
+    time_ratio = big["logits"]["median_ms"]["jsegnext"] / small["logits"]["median_ms"]["jsegnext"]
+    flop_ratio = big["gflops"] / small["gflops"]
+    return {"time": time_ratio, "flops": flop_ratio, "ratio": time_ratio / flop_ratio}
+
+
+def main():
+    import onnxruntime
+
+    torch.set_num_threads(ARGS.threads)
+    results = {"command": "python benchmarks/bench_vs_onnxruntime.py " + " ".join(sys.argv[1:]),
+               "machine": machine_info(ARGS.threads, torch=torch.__version__, onnxruntime=onnxruntime.__version__,
+                                       jittor=jt.__version__),
+               "eval": [], "train": None}
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_dir = ARGS.onnx_dir or tmp
+        Path(onnx_dir).mkdir(parents=True, exist_ok=True)
+        for case in ARGS.eval:
+            results["eval"].append(eval_case(case, onnx_dir))
+    if results["eval"]:
+        results["growth_t"] = _growth(results["eval"])
+    if ARGS.train:
+        results["train"] = train_comparison()
+    results["machine"]["loadavg_after"] = list(os.getloadavg())
+    log(format_report(results))
+    if ARGS.json:
+        Path(ARGS.json).write_text(json.dumps(results, indent=1) + "\n")
+        log(f"results written to {ARGS.json}")
+
+
+if __name__ == "__main__":
+    if ARGS.compiled_worker:
+        compiled_worker()
+    else:
+        main()
