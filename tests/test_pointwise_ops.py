@@ -115,7 +115,8 @@ def test_composed_taps_equal_the_resize_chain():
     rng = np.random.default_rng(7)
     src = rng.standard_normal(9)
     for sizes in ([9], [72], [72, 50], [72, 100], [5, 13]):
-        index, weight = composed_taps(9, sizes)
+        index, weight, first, last = composed_taps(9, sizes)
+        assert (first <= index.min(axis=0)).all() and (last == index.max(axis=0)).all()
         direct = (weight * src[index]).sum(axis=0)
         chain = jt.array(src.astype(np.float32).reshape(1, 1, 1, 9))
         for s in sizes:

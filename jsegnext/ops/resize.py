@@ -107,7 +107,8 @@ def resize_bilinear(x, size):
 # --------------------------------------------------------------------------- resize + argmax
 def composed_taps(in_size, sizes):
     """Source indices and weights (taps, out) of the 1-D resizes ``in_size`` → each of ``sizes``
-    in turn, composed into one linear map (float64, then float32)."""
+    in turn, composed into one linear map (float64, then float32), and the first and last source
+    index each output reads (out,) (unused taps repeat the first index, with weight 0)."""
     m = np.eye(in_size)
     for size in sizes:
         if size == m.shape[0]:
@@ -120,11 +121,25 @@ def composed_taps(in_size, sizes):
     taps = max(1, int((m != 0).sum(axis=1).max()))
     index = np.zeros((taps, m.shape[0]), np.int32)
     weight = np.zeros((taps, m.shape[0]), np.float32)
+    first = np.zeros(m.shape[0], np.int32)
+    last = np.zeros(m.shape[0], np.int32)
     for i, row in enumerate(m):
         nz = np.flatnonzero(row)
+        index[:, i] = nz[0]  # unused taps read the first source value, with weight 0
         index[:len(nz), i] = nz
         weight[:len(nz), i] = row[nz]
-    return index, weight
+        first[i], last[i] = nz[0], nz[-1]
+    return index, weight, first, last
+
+
+_TAPS = {}
+
+
+def _taps_vars(in_size, sizes):
+    key = (in_size, tuple(sizes))
+    if key not in _TAPS:
+        _TAPS[key] = [jt.array(a) for a in composed_taps(in_size, sizes)]
+    return _TAPS[key]
 
 
 def resize_argmax(logits, sizes):
@@ -136,12 +151,12 @@ def resize_argmax(logits, sizes):
             logits = resize_bilinear(logits, size)
         return logits.argmax(dim=1)[0].int32()
     n, c, h, w = logits.shape
-    yi, yw = composed_taps(h, [s[0] for s in sizes])
-    xi, xw = composed_taps(w, [s[1] for s in sizes])
+    yi, yw, _, _ = _taps_vars(h, [s[0] for s in sizes])
+    xi, xw, xf, xl = _taps_vars(w, [s[1] for s in sizes])
     out_h, out_w = sizes[-1]
-    args = ["in0_p", "out0_p", *NCHW, str(out_h), str(out_w), "in1_p", "in2_p", str(len(yi)), "in3_p", "in4_p",
-            str(len(xi))]
-    return jt.code((n, out_h, out_w), "int32", [logits] + [jt.array(a) for a in (yi, yw, xi, xw)],
+    args = ["in0_p", "out0_p", *NCHW, str(out_h), str(out_w), "in1_p", "in2_p", str(yi.shape[0]), "in3_p", "in4_p",
+            str(xi.shape[0]), "in5_p", "in6_p"]
+    return jt.code((n, out_h, out_w), "int32", [logits, yi, yw, xi, xw, xf, xl],
                    cpu_header=source("resize.h"), cpu_src=call("jsn_resize::resize_argmax", args))
 
 

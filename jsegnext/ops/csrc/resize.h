@@ -21,6 +21,8 @@
 #include <cstring>
 #include <vector>
 
+#include "simd.h"
+
 // below this many output values a resize runs on one thread
 #define JSN_RESIZE_PAR_MIN (1 << 16)
 
@@ -108,18 +110,43 @@ static inline void fold_height(const float* __restrict d, float f, float* __rest
     for (int x = 0; x < n; x++) a1[x] += d[x] * f;
 }
 
+// vlerp with streaming (non-temporal) stores: out vector-aligned, n a multiple of the vector length
+static inline void vlerp_stream(const float* __restrict a, const float* __restrict b, float f,
+                                float* __restrict out, int n) {
+    constexpr int L = JSN_VB / sizeof(float);
+    const jsn::Vec<float>::type fv = jsn::vset1(f);
+    for (int x = 0; x < n; x += L) {
+        const jsn::Vec<float>::type av = jsn::vload(a + x);
+        jsn::vstream(out + x, jsn::vfma(av, jsn::vload(b + x) - av, fv));
+    }
+}
+
+// outputs of at least this many bytes are written with streaming stores (they would not stay in
+// the caches for the next op anyway; the final logits of SegNeXt at 512x512 are 157 MB)
+#define JSN_RESIZE_STREAM_MIN (8 << 20)
+
 // y (planes x OH x OW) = the resize of x (planes x H x W)
 static inline void resize_forward(const float* x, float* y, int planes, int H, int W, int OH, int OW,
                                   const Tables& t) {
-#pragma omp parallel for schedule(static) if ((long long)planes * OH * OW > JSN_RESIZE_PAR_MIN)
-    for (int p = 0; p < planes; p++) {
-        RowPair rows(OW);
-        const float* plane = x + (size_t)p * H * W;
-        float* out = y + (size_t)p * OH * OW;
-        for (int oy = 0; oy < OH; oy++) {
-            rows.load(plane, W, t.ylo[oy], t.yhi[oy], t.xlo, t.xhi, t.xf, OW);
-            vlerp(rows.ra, rows.rb, t.yf[oy], out + (size_t)oy * OW, OW);
+    constexpr int L = JSN_VB / sizeof(float);
+    const bool stream = (long long)planes * OH * OW * 4 >= JSN_RESIZE_STREAM_MIN && OW % L == 0 &&
+                        (uintptr_t)y % JSN_VB == 0;
+#pragma omp parallel if ((long long)planes * OH * OW > JSN_RESIZE_PAR_MIN)
+    {
+#pragma omp for schedule(static)
+        for (int p = 0; p < planes; p++) {
+            RowPair rows(OW);
+            const float* plane = x + (size_t)p * H * W;
+            float* out = y + (size_t)p * OH * OW;
+            for (int oy = 0; oy < OH; oy++) {
+                rows.load(plane, W, t.ylo[oy], t.yhi[oy], t.xlo, t.xhi, t.xf, OW);
+                if (stream)
+                    vlerp_stream(rows.ra, rows.rb, t.yf[oy], out + (size_t)oy * OW, OW);
+                else
+                    vlerp(rows.ra, rows.rb, t.yf[oy], out + (size_t)oy * OW, OW);
+            }
         }
+        if (stream) jsn::stream_fence();  // every thread's streaming stores, before the barrier
     }
 }
 
@@ -212,30 +239,52 @@ static inline void ce_backward(const float* logits, const int* label, const floa
     }
 }
 
+// out[x] = sum_t w[t*OW + x] * src[idx[t*OW + x]], x < OW: a source row resized along the width
+// with TX taps (unused taps repeat a used index with weight 0). first / last: the least / largest
+// index output x reads (non-decreasing in x). With AVX-512, 16 outputs whose sources span fewer
+// than 16 values (any upsampling, mild downsampling) take one load and a permute per tap instead
+// of 16 scalar loads per tap.
+static inline void wide_row(const float* __restrict src, int W, float* __restrict out, int OW,
+                            const int* __restrict idx, const float* __restrict w, int TX,
+                            const int* __restrict first, const int* __restrict last) {
+    int x = 0;
+#if defined(__AVX512F__)
+    for (; x + 16 <= OW; x += 16) {
+        const int base = first[x];
+        if (last[x + 15] - base >= 16) break;
+        const int avail = std::min(16, W - base);
+        const __m512 s = _mm512_maskz_loadu_ps((__mmask16)((1u << avail) - 1u), src + base);
+        const __m512i b = _mm512_set1_epi32(base);
+        __m512 acc = _mm512_setzero_ps();
+        for (int t = 0; t < TX; t++) {
+            const __m512i i = _mm512_sub_epi32(_mm512_loadu_si512(idx + (size_t)t * OW + x), b);
+            acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)t * OW + x), _mm512_permutexvar_ps(i, s), acc);
+        }
+        _mm512_storeu_ps(out + x, acc);
+    }
+#endif
+    for (; x < OW; x++) {
+        float v = 0.f;
+        for (int t = 0; t < TX; t++) v += w[(size_t)t * OW + x] * src[idx[(size_t)t * OW + x]];
+        out[x] = v;
+    }
+}
+
 // labels (N, OH, OW) = argmax over C of the logits (N, C, H, W) resized with per-axis taps: output
-// row oy = sum_t yw[t*OH + oy] * source row yi[t*OH + oy] (TY taps), the same along the width (TX
-// taps, xi / xw). The first of equal maxima wins, as in argmax.
+// row oy = sum_t yw[t*OH + oy] * width-resized source row yi[t*OH + oy] (TY taps), the width with
+// TX taps (xi / xw, first and last index xf / xl; see wide_row). The first of equal maxima wins,
+// as in argmax. Source rows are width-resized once per (image, class), into a buffer.
 static inline void resize_argmax(const float* logits, int* labels, int N, int C, int H, int W, int OH, int OW,
-                                 const int* yi, const float* yw, int TY, const int* xi, const float* xw,
-                                 int TX) {
-    // width pass: every source row at the output width (N*C*H rows of OW), in a buffer kept for
-    // the next call (allocating and faulting in tens of MB each time cost as much as the work)
+                                 const int* yi, const float* yw, int TY, const int* xi, const float* xw, int TX,
+                                 const int* xf, const int* xl) {
     static thread_local std::vector<float> buffer;  // of the calling thread; the workers share it
     if (buffer.size() < (size_t)N * C * H * OW) buffer.resize((size_t)N * C * H * OW);
     float* const wide = buffer.data();
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < (int64_t)N * C * H; p++) {
-        const float* __restrict src = logits + p * W;
-        float* __restrict dst = wide + p * OW;
-        for (int x = 0; x < OW; x++) dst[x] = xw[x] * src[xi[x]];
-        for (int t = 1; t < TX; t++) {
-            const int* __restrict ti = xi + (size_t)t * OW;
-            const float* __restrict tw = xw + (size_t)t * OW;
-            for (int x = 0; x < OW; x++) dst[x] += tw[x] * src[ti[x]];
-        }
-    }
-    // height pass and argmax, one output row at a time
-#pragma omp parallel
+    const bool par = (int64_t)N * C * OH * OW > JSN_RESIZE_PAR_MIN;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t p = 0; p < (int64_t)N * C * H; p++)
+        wide_row(logits + p * W, W, wide + p * OW, OW, xi, xw, TX, xf, xl);
+#pragma omp parallel if (par)
     {
         std::vector<float> best_buf(OW), value_buf(OW);
 #pragma omp for schedule(static)
@@ -248,26 +297,24 @@ static inline void resize_argmax(const float* logits, int* labels, int N, int C,
                 const float* plane = wide + ((size_t)n * C + c) * H * OW;
                 const float* __restrict r0 = plane + (size_t)yi[oy] * OW;
                 const float w0 = yw[oy];
+                float* __restrict dst = c == 0 ? best : v;
 #pragma omp simd
-                for (int x = 0; x < OW; x++) v[x] = w0 * r0[x];
+                for (int x = 0; x < OW; x++) dst[x] = w0 * r0[x];
                 for (int t = 1; t < TY; t++) {
                     const float* __restrict rt = plane + (size_t)yi[t * OH + oy] * OW;
                     const float wt = yw[t * OH + oy];
 #pragma omp simd
-                    for (int x = 0; x < OW; x++) v[x] += wt * rt[x];
+                    for (int x = 0; x < OW; x++) dst[x] += wt * rt[x];
                 }
                 if (c == 0) {
-                    for (int x = 0; x < OW; x++) {
-                        best[x] = v[x];
-                        lab[x] = 0;
-                    }
-                } else {
+                    std::fill(lab, lab + OW, 0);
+                    continue;
+                }
 #pragma omp simd
-                    for (int x = 0; x < OW; x++) {
-                        const bool higher = v[x] > best[x];
-                        best[x] = higher ? v[x] : best[x];
-                        lab[x] = higher ? c : lab[x];
-                    }
+                for (int x = 0; x < OW; x++) {
+                    const bool higher = v[x] > best[x];
+                    best[x] = higher ? v[x] : best[x];
+                    lab[x] = higher ? c : lab[x];
                 }
             }
         }
