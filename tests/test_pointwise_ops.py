@@ -137,3 +137,21 @@ def test_resize_argmax(monkeypatch, sizes):
     clear = full[:, -1] - full[:, -2] > 1e-4  # the two sides may differ only where two classes tie
     assert clear.mean() > 0.95
     np.testing.assert_array_equal(fused[clear], meta[clear])
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 1, 1), (2, 7, 5, 9), (2, 16, 33, 20)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_conv1x1_forward_and_gradients(monkeypatch, shape, with_bias):
+    """The training 1x1 conv: its kernels (forward, and dx / dw / db in one backward kernel) against
+    the per-image matrix products."""
+    rng = np.random.default_rng(9)
+    x, w = arr(rng, *shape), arr(rng, 6, shape[1])
+    b = arr(rng, 6) if with_bias else None
+    gy = arr(rng, shape[0], 6, *shape[2:])
+
+    def run():
+        y = pw.conv1x1(x, w, b)
+        grads = jt.grad((y * gy).sum(), [x, w] + ([b] if with_bias else []))
+        return jt.concat([y.reshape(-1)] + [g.reshape(-1) for g in grads])
+
+    close(*both(monkeypatch, "conv1x1", run), 1e-5)

@@ -1,7 +1,8 @@
-"""Inference ops of the fused SegNeXt (:mod:`jsegnext.models.fuse`): 1×1 convolutions with their
-epilogues, the whole Mlp branch, the norms and NMF2D, each in one pass.
+"""1×1 convolutions for training (:func:`conv1x1`, differentiable) and the inference ops of the fused
+SegNeXt (:mod:`jsegnext.models.fuse`): 1×1 convolutions with their epilogues, the whole Mlp branch,
+the norms and NMF2D, each in one pass (forward only: the fused model does not train).
 
-Forward only (the fused model does not train). Two implementations (names and the ``'auto'`` choice:
+Two implementations (names and the ``'auto'`` choice:
 :mod:`jsegnext.ops.dispatch`):
 
 * ``'fused'`` — hand-written CPU kernels (``csrc/pointwise.h``, which describes them), float32; the
@@ -16,7 +17,7 @@ from . import dispatch
 from ._source import call, source
 from .depthwise_conv import depthwise_conv2d
 
-__all__ = ["pointwise_conv", "pointwise_conv2", "mlp_block", "group_norm", "channel_norm", "nmf_decompose"]
+__all__ = ["conv1x1", "pointwise_conv", "pointwise_conv2", "mlp_block", "group_norm", "channel_norm", "nmf_decompose"]
 
 ACTS = {None: 0, "gelu": 1, "relu": 2}
 
@@ -49,6 +50,45 @@ def _matmul_nchw(w, x):
     n, c, h, wd = x.shape
     out = [jt.matmul(w, x[i].reshape(c, h * wd)) for i in range(n)]
     return jt.stack(out, dim=0).reshape(n, w.shape[0], h, wd)
+
+
+class _Conv1x1Function(jt.Function):
+    def execute(self, x, w, b):
+        self.saved = (x, w)
+        n, _, h, wd = x.shape
+        return _kernel((n, w.shape[0], h, wd), [x, w, b], "pointwise",
+                       ["in0_p", "in1_p", "in2_p", "nullptr", "nullptr", "nullptr", "out0_p", "in0_shape0",
+                        "in0_shape1", "in0_shape2", "in0_shape3", "out0_shape1"], (0, False, False))
+
+    def grad(self, g):
+        x, w = self.saved
+        if g is None:
+            return None, None, None
+        dx, dw, db = jt.code([x.shape, w.shape, (w.shape[0],)], ["float32"] * 3, [x, w, g.float32()],
+                             cpu_header=source("pointwise.h"),
+                             cpu_src=call("jsn_pw::pointwise_backward",
+                                          ["in0_p", "in1_p", "in2_p", "out0_p", "out1_p", "out2_p", "in0_shape0",
+                                           "in0_shape1", "in0_shape2", "in0_shape3", "in1_shape0"]))
+        return dx, dw, db
+
+
+def conv1x1(x, weight, bias=None):
+    """1×1 convolution of NCHW ``x`` with ``weight`` (Co, Ci) and optional ``bias`` (Co),
+    differentiable. On the CPU (float32, ``'fused'``) one kernel each way (``pointwise`` /
+    ``pointwise_backward``: blocked sgemm, bias in the epilogue, transposes folded into the products);
+    elsewhere (``'meta'``) 2-D matrix products per image (MKL on the CPU) or one batched product on CUDA."""
+    n, c, h, w = x.shape
+    co = weight.shape[0]
+    if _fused("conv1x1", x):
+        b = bias if bias is not None else jt.zeros((co,), dtype=x.dtype).stop_grad()
+        return _Conv1x1Function.apply(x, weight, b)
+    if jt.flags.use_cuda:
+        y = jt.matmul(weight, x.reshape(n, c, h * w))
+    else:  # batched 3-D products are not sent to MKL on CPU; 2-D ones are
+        y = jt.stack([jt.matmul(weight, x[i].reshape(c, h * w)) for i in range(n)], dim=0)
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1)
+    return y.reshape(n, co, h, w)
 
 
 def _pointers(inputs, wanted):

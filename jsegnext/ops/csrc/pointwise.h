@@ -1,10 +1,12 @@
-// Inference kernels of the fused SegNeXt (jsegnext/models/fuse.py) on the CPU: C++ and OpenMP,
-// float32, NCHW, forward only. The matrix products go to oneDNN's sgemm (the library Jittor's own
+// Kernels of the fused inference SegNeXt (jsegnext/models/fuse.py), and of the 1x1 convolutions of
+// training, on the CPU: C++ and OpenMP, float32, NCHW. The matrix products go to oneDNN's sgemm (the library Jittor's own
 // CPU matmul uses, already loaded in the process; found with dlsym, so nothing is linked), called
 // on blocks small enough to stay in the cache while the element-wise work around them is done:
 //
 // - pointwise<ACT, MUL, RES>: a 1x1 convolution y = act(W x + b) [* m] [+ alpha * r], per block of
 //   pixels; the bias, activation, product and residual are applied while the block is in cache.
+// - pointwise_backward: the gradients of a plain 1x1 convolution (training uses pointwise<0, ...>
+//   and this for every Conv1x1: no per-image stacking, no transposed copies).
 // - pointwise2<RES>: two 1x1 convolutions in a row with MSCA's gate between them,
 //   y = W2 ((W1 x + b1) * m) + b2 [+ alpha * r] (conv3, "* u", proj_2 and the block's residual);
 //   the intermediate block never leaves the cache.
@@ -16,8 +18,8 @@
 // - nmf: NMF2D's eval-mode decomposition (softmax init, multiplicative updates, reconstruction) of
 //   each (D, N) matrix, with the products in sgemm (transposes folded into the calls).
 //
-// Entry points (jsegnext/ops/pointwise.py calls them through jt.code): pointwise, pointwise2, mlp,
-// group_norm, channel_norm, nmf.
+// Entry points (jsegnext/ops/pointwise.py calls them through jt.code): pointwise, pointwise_backward,
+// pointwise2, mlp, group_norm, channel_norm, nmf.
 #ifndef JSN_POINTWISE_H
 #define JSN_POINTWISE_H
 #include <dlfcn.h>
@@ -155,6 +157,36 @@ static void pointwise(const float* x, const float* w, const float* b, const floa
                 for (int64_t i = 0; i < np; i++) yr[i] += a * rr[i];
             }
         }
+    }
+}
+
+// Gradients of y = W x + b (a 1x1 convolution, pointwise<0, false, false>) for the output gradient g:
+//   dx (N, Ci, HW) = W^T g, dw (Co, Ci) = sum_n g[n] x[n]^T, db (Co) = sum of g over n and pixels.
+// dx in pixel blocks on every thread; dw as one product per image (sgemm on all threads,
+// transposes folded into the call); db per channel, summed in double.
+static void pointwise_backward(const float* x, const float* w, const float* g, float* dx, float* dw, float* db,
+                               int64_t N, int64_t Ci, int64_t H, int64_t W, int64_t Co) {
+    const int64_t HW = H * W;
+    const int64_t P = block_pixels(HW, Ci, N, omp_get_max_threads());
+    const int64_t per = (HW + P - 1) / P;
+#pragma omp parallel for schedule(static) if (N * per > 1 && N * HW * Ci * Co > (1 << 20))
+    for (int64_t t = 0; t < N * per; t++) {
+        const int64_t n = t / per, p0 = (t % per) * P, np = std::min(P, HW - p0);
+        gemm(true, false, Ci, np, Co, w, Ci, g + n * Co * HW + p0, HW, 0.f, dx + n * Ci * HW + p0, HW);
+    }
+    for (int64_t n = 0; n < N; n++)
+        gemm(false, true, Co, Ci, HW, g + n * Co * HW, HW, x + n * Ci * HW, HW, n ? 1.f : 0.f, dw, Ci);
+#pragma omp parallel for schedule(static) if (N * Co * HW > (1 << 16))
+    for (int64_t c = 0; c < Co; c++) {
+        double total = 0;
+        for (int64_t n = 0; n < N; n++) {
+            const float* __restrict gr = g + (n * Co + c) * HW;
+            float part = 0.f;
+#pragma omp simd reduction(+ : part)
+            for (int64_t i = 0; i < HW; i++) part += gr[i];
+            total += part;
+        }
+        db[c] = (float)total;
     }
 }
 

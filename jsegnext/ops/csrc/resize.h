@@ -38,10 +38,25 @@ struct Tables {
     const float* xf;
 };
 
-// out[x] = row[lo[x]] + (row[hi[x]] - row[lo[x]]) * f[x], x < n
-static inline void hlerp(const float* __restrict row, const int* __restrict lo, const int* __restrict hi,
+// out[x] = row[lo[x]] + (row[hi[x]] - row[lo[x]]) * f[x], x < n (row: W values). With AVX-512, 16
+// outputs whose sources span fewer than 16 values (any upsampling) take one load and two permutes
+// instead of 32 scalar loads.
+static inline void hlerp(const float* __restrict row, int W, const int* __restrict lo, const int* __restrict hi,
                          const float* __restrict f, float* __restrict out, int n) {
-    for (int x = 0; x < n; x++) {
+    int x = 0;
+#if defined(__AVX512F__)
+    for (; x + 16 <= n; x += 16) {
+        const int base = lo[x];
+        if (hi[x + 15] - base >= 16) break;
+        const int avail = std::min(16, W - base);
+        const __m512 s = _mm512_maskz_loadu_ps((__mmask16)((1u << avail) - 1u), row + base);
+        const __m512i b = _mm512_set1_epi32(base);
+        const __m512 a = _mm512_permutexvar_ps(_mm512_sub_epi32(_mm512_loadu_si512(lo + x), b), s);
+        const __m512 c = _mm512_permutexvar_ps(_mm512_sub_epi32(_mm512_loadu_si512(hi + x), b), s);
+        _mm512_storeu_ps(out + x, _mm512_fmadd_ps(_mm512_sub_ps(c, a), _mm512_loadu_ps(f + x), a));
+    }
+#endif
+    for (; x < n; x++) {
         float a = row[lo[x]];
         out[x] = a + (row[hi[x]] - a) * f[x];
     }
@@ -64,12 +79,12 @@ struct RowPair {
                 std::swap(ra, rb);
                 std::swap(ia, ib);
             } else {
-                hlerp(plane + (size_t)r0 * W, xlo, xhi, xf, ra, OW);
+                hlerp(plane + (size_t)r0 * W, W, xlo, xhi, xf, ra, OW);
                 ia = r0;
             }
         }
         if (ib != r1) {
-            hlerp(plane + (size_t)r1 * W, xlo, xhi, xf, rb, OW);
+            hlerp(plane + (size_t)r1 * W, W, xlo, xhi, xf, rb, OW);
             ib = r1;
         }
     }
@@ -82,18 +97,33 @@ static inline void vlerp(const float* __restrict a, const float* __restrict b, f
     for (int x = 0; x < n; x++) out[x] = a[x] + (b[x] - a[x]) * f;
 }
 
+// The runs of output columns with the same source columns (lo, hi): start of each run, then OW.
+static inline std::vector<int> column_runs(const int* xlo, const int* xhi, int OW) {
+    std::vector<int> runs{0};
+    for (int x = 1; x < OW; x++)
+        if (xlo[x] != xlo[x - 1] || xhi[x] != xhi[x - 1]) runs.push_back(x);
+    runs.push_back(OW);
+    return runs;
+}
+
 // Adjoint of the resize for one plane: acc holds, per source row, the height-folded gradient at
-// output width (H x OW); scatter it along the width into gx (H x W, overwritten).
+// output width (H x OW); fold it along the width into gx (H x W, overwritten). Each run of output
+// columns (column_runs) is summed in registers and added to its two source columns once.
 static inline void fold_width(const float* __restrict acc, int H, int OW, const int* xlo, const int* xhi,
-                              const float* xf, float* __restrict gx, int W) {
+                              const float* xf, const std::vector<int>& runs, float* __restrict gx, int W) {
     std::memset(gx, 0, sizeof(float) * (size_t)H * W);
     for (int r = 0; r < H; r++) {
         const float* a = acc + (size_t)r * OW;
         float* g = gx + (size_t)r * W;
-        for (int x = 0; x < OW; x++) {
-            float v = a[x], f = xf[x];
-            g[xlo[x]] += v - v * f;
-            g[xhi[x]] += v * f;
+        for (size_t k = 0; k + 1 < runs.size(); k++) {
+            float lo_sum = 0.f, hi_sum = 0.f;
+            for (int x = runs[k]; x < runs[k + 1]; x++) {
+                const float v = a[x], f = xf[x];
+                lo_sum += v - v * f;
+                hi_sum += v * f;
+            }
+            g[xlo[runs[k]]] += lo_sum;
+            g[xhi[runs[k]]] += hi_sum;
         }
     }
 }
@@ -153,6 +183,7 @@ static inline void resize_forward(const float* x, float* y, int planes, int H, i
 // gx (planes x H x W) = the gradient of resize_forward's x for the output gradient g (planes x OH x OW)
 static inline void resize_backward(const float* g, float* gx, int planes, int H, int W, int OH, int OW,
                                    const Tables& t) {
+    const std::vector<int> runs = column_runs(t.xlo, t.xhi, OW);
 #pragma omp parallel for schedule(static) if ((long long)planes * OH * OW > JSN_RESIZE_PAR_MIN)
     for (int p = 0; p < planes; p++) {
         std::vector<float> acc((size_t)H * OW, 0.f);
@@ -160,7 +191,7 @@ static inline void resize_backward(const float* g, float* gx, int planes, int H,
         for (int oy = 0; oy < OH; oy++)
             fold_height(gp + (size_t)oy * OW, t.yf[oy], &acc[(size_t)t.ylo[oy] * OW],
                         &acc[(size_t)t.yhi[oy] * OW], OW);
-        fold_width(acc.data(), H, OW, t.xlo, t.xhi, t.xf, gx + (size_t)p * H * W, W);
+        fold_width(acc.data(), H, OW, t.xlo, t.xhi, t.xf, runs, gx + (size_t)p * H * W, W);
     }
 }
 
@@ -169,49 +200,60 @@ static inline void resize_backward(const float* g, float* gx, int planes, int H,
 // log-sum-exp of every pixel (kept for the backward pass).
 static inline void ce_forward(const float* logits, const int* label, float* row_loss, float* lse, int N,
                               int C, int H, int W, int OH, int OW, const Tables& t) {
-#pragma omp parallel for schedule(static)
-    for (int row = 0; row < N * OH; row++) {
-        const int n = row / OH, oy = row % OH;
-        std::vector<float> buf((size_t)(C + 4) * OW);
-        float* L = buf.data();           // C x OW upsampled logits of this row
-        float* ta = L + (size_t)C * OW;  // width-interpolated source rows
-        float* tb = ta + OW;
-        float* m = tb + OW;
-        float* s = m + OW;
-        const float f = t.yf[oy];
-        for (int c = 0; c < C; c++) {
-            const float* plane = logits + ((size_t)n * C + c) * H * W;
-            hlerp(plane + (size_t)t.ylo[oy] * W, t.xlo, t.xhi, t.xf, ta, OW);
-            hlerp(plane + (size_t)t.yhi[oy] * W, t.xlo, t.xhi, t.xf, tb, OW);
-            vlerp(ta, tb, f, L + (size_t)c * OW, OW);
-        }
-        std::memcpy(m, L, sizeof(float) * OW);
-        for (int c = 1; c < C; c++) {
-            const float* l = L + (size_t)c * OW;
+#pragma omp parallel
+    {
+        // per class, the width-interpolated source rows of the current output row (kept while the
+        // following output rows read the same source rows: each is interpolated once per thread)
+        std::vector<RowPair> rows;
+        rows.reserve(C);
+        for (int c = 0; c < C; c++) rows.emplace_back(OW);
+        std::vector<float> buf((size_t)(C + 2) * OW);
+        int image = -1;
+#pragma omp for schedule(static)
+        for (int row = 0; row < N * OH; row++) {
+            const int n = row / OH, oy = row % OH;
+            if (n != image) {  // other planes: forget the rows kept
+                for (auto& r : rows) r.ia = r.ib = -1;
+                image = n;
+            }
+            float* L = buf.data();           // C x OW upsampled logits of this row
+            float* m = L + (size_t)C * OW;
+            float* s = m + OW;
+            const float f = t.yf[oy];
+            for (int c = 0; c < C; c++) {
+                const float* plane = logits + ((size_t)n * C + c) * H * W;
+                rows[c].load(plane, W, t.ylo[oy], t.yhi[oy], t.xlo, t.xhi, t.xf, OW);
+                vlerp(rows[c].ra, rows[c].rb, f, L + (size_t)c * OW, OW);
+            }
+            std::memcpy(m, L, sizeof(float) * OW);
+            for (int c = 1; c < C; c++) {
+                const float* l = L + (size_t)c * OW;
 #pragma omp simd
-            for (int x = 0; x < OW; x++) m[x] = std::max(m[x], l[x]);
-        }
-        std::memset(s, 0, sizeof(float) * OW);
-        for (int c = 0; c < C; c++) {
-            const float* l = L + (size_t)c * OW;
+                for (int x = 0; x < OW; x++) m[x] = std::max(m[x], l[x]);
+            }
+            std::memset(s, 0, sizeof(float) * OW);
+            for (int c = 0; c < C; c++) {
+                const float* l = L + (size_t)c * OW;
 #pragma omp simd
-            for (int x = 0; x < OW; x++) s[x] += expf(l[x] - m[x]);
+                for (int x = 0; x < OW; x++) s[x] += expf(l[x] - m[x]);
+            }
+            const int* lab = label + (size_t)row * OW;
+            float* lse_row = lse + (size_t)row * OW;
+            double total = 0.0;
+            for (int x = 0; x < OW; x++) {
+                lse_row[x] = m[x] + logf(s[x]);
+                const int k = lab[x];
+                if (k >= 0 && k < C) total += (double)(lse_row[x] - L[(size_t)k * OW + x]);
+            }
+            row_loss[row] = (float)total;
         }
-        const int* lab = label + (size_t)row * OW;
-        float* lse_row = lse + (size_t)row * OW;
-        double total = 0.0;
-        for (int x = 0; x < OW; x++) {
-            lse_row[x] = m[x] + logf(s[x]);
-            const int k = lab[x];
-            if (k >= 0 && k < C) total += (double)(lse_row[x] - L[(size_t)k * OW + x]);
-        }
-        row_loss[row] = (float)total;
     }
 }
 
 // grad (N, C, H, W): the gradient of the logits for g (N, OH), the gradient of ce_forward's row_loss
 static inline void ce_backward(const float* logits, const int* label, const float* lse, const float* g,
                                float* grad, int N, int C, int H, int W, int OH, int OW, const Tables& t) {
+    const std::vector<int> runs = column_runs(t.xlo, t.xhi, OW);
 #pragma omp parallel for schedule(static)
     for (int p = 0; p < N * C; p++) {
         const int n = p / C, c = p % C;
@@ -235,7 +277,7 @@ static inline void ce_backward(const float* logits, const int* label, const floa
             }
             fold_height(dd, t.yf[oy], &acc[(size_t)t.ylo[oy] * OW], &acc[(size_t)t.yhi[oy] * OW], OW);
         }
-        fold_width(acc.data(), H, OW, t.xlo, t.xhi, t.xf, grad + (size_t)p * H * W, W);
+        fold_width(acc.data(), H, OW, t.xlo, t.xhi, t.xf, runs, grad + (size_t)p * H * W, W);
     }
 }
 
