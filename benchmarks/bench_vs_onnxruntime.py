@@ -12,8 +12,9 @@ optimisations); jsegnext runs the same weights (copied strictly by name) through
 path, the fused copy (``jsegnext.models.fuse``). Before anything is timed the three (jsegnext, PyTorch,
 onnxruntime) must agree to ``--tol`` (relative to the logits' largest magnitude). ``--labels`` also
 times the label map (jsegnext: ``predict_labels``, the fused resize+argmax; onnxruntime: the same
-export with an ``ArgMax`` at the end); ``--unfused`` and ``--torch-eval`` add jsegnext's training
-graph and PyTorch eager as columns.
+export with an ``ArgMax`` at the end); ``--ablation`` adds jsegnext's training graph in eval mode
+(``jsegnext_unfused``) and the fused model with its kernels switched off (``JSEGNEXT_FUSED_IMPL=meta``:
+the folding alone, ``jsegnext_folded``), ``--torch-eval`` PyTorch eager.
 
 Training step (batch 2, 512², 150 classes, cross entropy at full size, backward, AdamW lr 6e-5 wd 0.01),
 jsegnext against PyTorch eager in this process and against ``torch.compile`` in a separate process (a
@@ -48,7 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--train-batch", type=int, default=2)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     p.add_argument("--labels", action="store_true", help="also time label maps (argmax)")
-    p.add_argument("--unfused", action="store_true", help="also time jsegnext's unfused eval")
+    p.add_argument("--ablation", action="store_true",
+                   help="also time jsegnext's unfused eval and the fused model on Jittor ops (folding only)")
     p.add_argument("--torch-eval", action="store_true", help="also time PyTorch eager eval")
     p.add_argument("--threads", type=int, default=2, help="threads of every framework")
     p.add_argument("--rounds", type=int, default=5)
@@ -170,8 +172,9 @@ def eval_case(case, onnx_dir):
 
     steps = {"onnxruntime": lambda: session.run(None, {"img": img}),
              "jsegnext": lambda: sync(_no_grad(fused.encode_decode, x))}
-    if ARGS.unfused:
+    if ARGS.ablation:
         steps["jsegnext_unfused"] = lambda: sync(_no_grad(net.encode_decode, x))
+        steps["jsegnext_folded"] = lambda: sync(_with_env({"JSEGNEXT_FUSED_IMPL": "meta"}, fused.encode_decode, x))
     if ARGS.torch_eval:
         steps["pytorch"] = make_torch_steps(torch, tm, img, np.zeros((1, h, w), np.uint8))["eval"]
     result = {"variant": variant, "shape": [h, w], "gflops": gflops, "max_rel_err": errors,
@@ -196,6 +199,20 @@ def eval_case(case, onnx_dir):
 def _no_grad(fn, *args):
     with jt.no_grad():
         return fn(*args)
+
+
+def _with_env(env, fn, *args):
+    """fn(*args) under jt.no_grad() with ``env`` set (the ops read their overrides when called)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return _no_grad(fn, *args)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # ----------------------------------------------------------------------------- training
@@ -297,7 +314,8 @@ def format_report(results):
              f"jittor {m['jittor']}; load average before {m['loadavg_before'][0]:.2f}, after "
              f"{m['loadavg_after'][0]:.2f}"]
     if results["eval"]:
-        extra = [c for c in ("jsegnext_unfused", "pytorch") if c in results["eval"][0]["logits"]["median_ms"]]
+        extra = [c for c in ("jsegnext_folded", "jsegnext_unfused", "pytorch")
+                 if c in results["eval"][0]["logits"]["median_ms"]]
         lines += ["", "| eval, batch 1 | GFLOPs | onnxruntime | jsegnext | jsegnext / onnxruntime | "
                   + "".join(f"{c} | " for c in extra) + "max rel. err |",
                   "|---" * (6 + len(extra)) + "|"]

@@ -32,6 +32,8 @@
 #include <memory>
 #include <vector>
 
+#include "gelu.h"
+
 namespace jsn_pw {
 
 // oneDNN's row-major sgemm: C = alpha op(A) op(B) + beta C
@@ -72,25 +74,7 @@ static inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const
     }
 }
 
-// erf(x) as x P(x^2) / Q(x^2) on [-4, 4] (erf is 1 to float precision beyond): a rational fit of
-// degrees 6 / 4, absolute error below 4e-7 in float arithmetic; unlike libm's erff it vectorises
-// to a few FMAs and one division (GELU was the Mlp's most expensive part with erff).
-static inline float erf_fast(float x) {
-    const float c = std::min(std::max(x, -4.f), 4.f), t = c * c;
-    float p = 1.933583959612406e-08f;
-    p = p * t - 1.969929826373118e-06f;
-    p = p * t + 0.00015024268941488117f;
-    p = p * t + 0.0040771206840872765f;
-    p = p * t + 0.05175789073109627f;
-    p = p * t + 0.20891475677490234f;
-    p = p * t + 1.1283788681030273f;
-    float q = 0.0010452765272930264f;
-    q = q * t + 0.015116021037101746f;
-    q = q * t + 0.11871074885129929f;
-    q = q * t + 0.5184750556945801f;
-    q = q * t + 1.f;
-    return c * p / q;
-}
+using jsn::gelu;
 
 // A per-thread buffer of at least n floats (64-byte aligned, contents undefined) that lives on
 // between calls: allocating (and page-faulting) megabytes on every call cost as much as the work.
@@ -105,15 +89,13 @@ static inline float* scratch(size_t n) {
     return reinterpret_cast<float*>(((uintptr_t)mem.get() + 63) & ~(uintptr_t)63);
 }
 
-static inline float gelu1(float v) { return 0.5f * v * (1.f + erf_fast(v * 0.70710678118654752f)); }
-
 // y[i] = act(y[i] + b); ACT 0: none, 1: GELU (erf), 2: ReLU
 template <int ACT>
 static inline void bias_act(float* __restrict y, float b, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float v = y[i] + b;
-        if (ACT == 1) v = gelu1(v);
+        if (ACT == 1) v = gelu(v);
         if (ACT == 2) v = v > 0.f ? v : 0.f;
         y[i] = v;
     }
@@ -268,7 +250,7 @@ static inline void dw3_gelu_rows(const float* __restrict ring, const float* __re
         out[j * W + e] = bias + k0 * a[e - 1] + k1 * a[e] + k3 * b[e - 1] + k4 * b[e] + k6 * c[e - 1] + k7 * c[e];
     }
 #pragma omp simd
-    for (int64_t q = 0; q < n; q++) out[q] = gelu1(out[q]);
+    for (int64_t q = 0; q < n; q++) out[q] = gelu(out[q]);
 }
 
 // y = x + W2 gelu(dw3x3(W1 x + b1) + bd) + b2
