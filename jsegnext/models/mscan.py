@@ -7,7 +7,6 @@ after each stage is the same as a LayerNorm over channels.
 """
 import numpy as np
 
-from ..ops.depthwise_conv import DepthwiseConv2d, depthwise_gelu
 from ..ops.dispatch import IMPLS
 from ..runtime import jt
 from .layers import BatchNorm2d, ChannelLayerNorm, Conv1x1, DropPath, gelu
@@ -41,6 +40,8 @@ def depthwise_conv(channels, kernel_size, strip_conv="conv2d"):
     """
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     if strip_conv != "conv2d" and kh == kw and kh % 2 == 1:
+        from ..ops.depthwise_conv import DepthwiseConv2d
+
         return DepthwiseConv2d(channels, kh, bias=True, impl="auto")
     return nn.Conv2d(channels, channels, (kh, kw), padding=(kh // 2, kw // 2), groups=channels, bias=True)
 
@@ -149,14 +150,7 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop) if drop > 0 else None
 
     def execute(self, x):
-        x = self.fc1(x)
-        dw = self.dwconv.dwconv
-        if self.is_training() and isinstance(dw, DepthwiseConv2d):
-            # training: the 3x3 and GELU as one op that does not keep the pre-activation (eval, and
-            # the FLOP counter that follows the modules, take the separate modules)
-            x = depthwise_gelu(x, dw.weight, dw.bias, dw.impl)
-        else:
-            x = gelu(self.dwconv(x))
+        x = gelu(self.dwconv(self.fc1(x)))
         if self.drop is not None:
             x = self.drop(x)
         x = self.fc2(x)

@@ -18,7 +18,7 @@ from ..runtime import jt
 from . import dispatch
 from ._source import NCHW, call, source
 
-__all__ = ["depthwise_conv2d", "depthwise_gelu", "DepthwiseConv2d", "jittor_depthwise_conv", "AUTO_IMPL", "resolve_impl"]
+__all__ = ["depthwise_conv2d", "DepthwiseConv2d", "jittor_depthwise_conv", "AUTO_IMPL", "resolve_impl"]
 
 #: What ``impl='auto'`` runs on each device for float32 (no override).
 AUTO_IMPL = dispatch.auto_impls("depthwise_conv2d")
@@ -76,42 +76,6 @@ class _DepthwiseConvFunction(jt.Function):
             return None, None, None
         dx, dw, db = _kernel_backward(x, w, g.cast(x.dtype), self.k)
         return dx, dw, db
-
-
-class _DepthwiseGeluFunction(jt.Function):
-    """``gelu(depthwise_conv2d(x, w, b))`` with the CPU kernels: the pre-activation is not kept, the
-    backward pass recomputes it plane by plane."""
-
-    def __init__(self, k):
-        self.k = k
-
-    def execute(self, x, w, b):
-        self.saved = (x, w, b)
-        src = call("jsn_dw::forward_gelu", ["in0_p", "in1_p", "in2_p", "out0_p", *NCHW], (self.k,))
-        return jt.code(x.shape, x.dtype, [x, w, b], cpu_header=source("depthwise_conv.h"), cpu_src=src)
-
-    def grad(self, g):
-        x, w, b = self.saved
-        if g is None:
-            return None, None, None
-        src = call("jsn_dw::gelu_grad", ["in0_p", "in1_p", "in2_p", "in3_p", "out0_p", *NCHW], (self.k,))
-        g_pre = jt.code(x.shape, x.dtype, [x, w, b, g.cast(x.dtype)], cpu_header=source("depthwise_conv.h"),
-                        cpu_src=src)
-        dx, dw, db = _kernel_backward(x, w, g_pre, self.k)
-        return dx, dw, db
-
-
-def depthwise_gelu(x, weight, bias, impl="auto"):
-    """``gelu(depthwise_conv2d(x, weight, bias))`` (exact erf GELU), differentiable: the Mlp's 3×3 and
-    its activation. ``'fused'`` (CPU, float32): one kernel each way, the pre-activation never stored;
-    ``'meta'``: the two ops (``depthwise_conv2d`` with ``impl``, then GELU)."""
-    k = _check(x, weight, bias)
-    if (dispatch.resolve("depthwise_gelu", "auto", x.dtype) == "fused"
-            and resolve_impl(impl, x.dtype) == "kernel"):  # the 3x3 itself on the kernels (JSEGNEXT_DW_IMPL)
-        b = bias if bias is not None else jt.zeros([x.shape[1]], dtype=x.dtype).stop_grad()
-        return _DepthwiseGeluFunction(k)(x, weight.cast(x.dtype), b.cast(x.dtype))
-    y = depthwise_conv2d(x, weight, bias, impl)
-    return 0.5 * y * (1.0 + jt.erf(y * (1.0 / math.sqrt(2.0))))
 
 
 def jittor_depthwise_conv(x, weight, bias, padding):

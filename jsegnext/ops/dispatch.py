@@ -28,8 +28,7 @@ depthwise_conv2d       kernel (32, 64) > conv2d (any)           conv2d (any)
 resize_bilinear        kernel (32) > meta (any)                 meta (any)
 resized_cross_entropy  fused (32) > meta (any)                  meta (any)
 resize_argmax          fused (32) > meta (any)                  meta (any)
-conv1x1,               fused (32) > meta (any)                  meta (any)
-depthwise_gelu
+conv1x1                fused (32) > meta (any)                  meta (any)
 pointwise_conv,        fused (32) > meta (any)                  meta (any)
 mlp_block, group_norm,
 nmf (inference only)
@@ -84,7 +83,6 @@ SUPPORT = {
     "resized_cross_entropy": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
     "resize_argmax": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
     "conv1x1": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
-    "depthwise_gelu": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
     # inference only (pointwise.py)
     "pointwise_conv": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
     "mlp_block": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
@@ -101,7 +99,6 @@ PREFERENCES = {
     "resized_cross_entropy": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
     "resize_argmax": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
     "conv1x1": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
-    "depthwise_gelu": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
     "pointwise_conv": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
     "mlp_block": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
     "group_norm": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
@@ -113,8 +110,7 @@ EXPERIMENTAL = {("strip_conv", "kernel", "cuda"), ("msca_strips", "kernel", "cud
 
 #: op -> the environment variable that overrides its ``'auto'``.
 ENV_OVERRIDES = {"strip_conv": "JSEGNEXT_STRIP_IMPL", "msca_strips": "JSEGNEXT_STRIP_IMPL",
-                 "depthwise_conv2d": "JSEGNEXT_DW_IMPL", "conv1x1": "JSEGNEXT_FUSED_IMPL",
-                 "depthwise_gelu": "JSEGNEXT_FUSED_IMPL", "pointwise_conv": "JSEGNEXT_FUSED_IMPL",
+                 "depthwise_conv2d": "JSEGNEXT_DW_IMPL", "conv1x1": "JSEGNEXT_FUSED_IMPL", "pointwise_conv": "JSEGNEXT_FUSED_IMPL",
                  "mlp_block": "JSEGNEXT_FUSED_IMPL", "group_norm": "JSEGNEXT_FUSED_IMPL",
                  "nmf": "JSEGNEXT_FUSED_IMPL", "resize_argmax": "JSEGNEXT_FUSED_IMPL"}
 

@@ -21,12 +21,6 @@ void compile_all(const T* in, T* out, T* dw, T* db) {
 }
 
 template void compile_all<float>(const float*, float*, float*, float*);
-
-// the GELU variants (float only)
-void compile_gelu(const float* in, float* out) {
-    forward_gelu<3>(in, in, in, out, 0, 0, 0, 0);
-    gelu_grad<3>(in, in, in, in, out, 0, 0, 0, 0);
-}
 template void compile_all<double>(const double*, double*, double*, double*);
 
 }  // namespace jsn_dw

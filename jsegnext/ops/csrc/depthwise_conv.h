@@ -17,12 +17,7 @@
 //   to double per chunk). For K > 5 the taps are summed a few kernel rows per pass so that the
 //   accumulators fit the 32 vector registers.
 //
-// - forward_gelu<K> / gelu_grad<K> (float, training of the Mlp): GELU(conv) in the same pass over each
-//   plane, and the gradient through that GELU (the conv recomputed plane by plane instead of kept),
-//   which backward<K> then takes as its output gradient.
-//
-// Entry points (jsegnext/ops/depthwise_conv.py calls them through jt.code): forward<K>, backward<K>,
-// forward_gelu<K>, gelu_grad<K>.
+// Entry points (jsegnext/ops/depthwise_conv.py calls them through jt.code): forward<K>, backward<K>.
 #ifndef JSN_DEPTHWISE_CONV_H
 #define JSN_DEPTHWISE_CONV_H
 #include <algorithm>
@@ -30,7 +25,6 @@
 #include <cstring>
 #include <vector>
 
-#include "gelu.h"
 #include "simd.h"
 
 // outputs of at least this many bytes are written with streaming stores
@@ -322,49 +316,6 @@ static inline void forward(const T* __restrict X, const T* __restrict Wt, const 
                 conv_plane_from<K, false>(X + nc * HW, xpad.p, Wt + (int64_t)c * K * K, B[c], Y + nc * HW, g);
         }
         if (nt) stream_fence();
-    }
-}
-
-// Y = gelu(B + conv(X)): each plane convolved, then its GELU while it is in cache.
-template <int K>
-static inline void forward_gelu(const float* __restrict X, const float* __restrict Wt, const float* __restrict B,
-                                float* __restrict Y, int N, int C, int H, int W) {
-    constexpr int P = K / 2;
-    const int64_t HW = (int64_t)H * W;
-    const Pad g(H, W, P, JSN_VB / sizeof(float));
-#pragma omp parallel if ((int64_t)N * C * HW * K * K > JSN_PAR_MIN)
-    {
-        PadBuf<float> xpad(g);
-#pragma omp for schedule(static)
-        for (int64_t nc = 0; nc < (int64_t)N * C; nc++) {
-            const int c = (int)(nc % C);
-            float* __restrict y = Y + nc * HW;
-            conv_plane_from<K, false>(X + nc * HW, xpad.p, Wt + (int64_t)c * K * K, B[c], y, g);
-#pragma omp simd
-            for (int64_t i = 0; i < HW; i++) y[i] = jsn::gelu(y[i]);
-        }
-    }
-}
-
-// GP = G * gelu'(B + conv(X)): the gradient of forward_gelu's pre-activation (the conv recomputed).
-template <int K>
-static inline void gelu_grad(const float* __restrict X, const float* __restrict Wt, const float* __restrict B,
-                             const float* __restrict G, float* __restrict GP, int N, int C, int H, int W) {
-    constexpr int P = K / 2;
-    const int64_t HW = (int64_t)H * W;
-    const Pad g(H, W, P, JSN_VB / sizeof(float));
-#pragma omp parallel if ((int64_t)N * C * HW * K * K > JSN_PAR_MIN)
-    {
-        PadBuf<float> xpad(g);
-#pragma omp for schedule(static)
-        for (int64_t nc = 0; nc < (int64_t)N * C; nc++) {
-            const int c = (int)(nc % C);
-            float* __restrict gp = GP + nc * HW;
-            const float* __restrict gr = G + nc * HW;
-            conv_plane_from<K, false>(X + nc * HW, xpad.p, Wt + (int64_t)c * K * K, B[c], gp, g);
-#pragma omp simd
-            for (int64_t i = 0; i < HW; i++) gp[i] = gr[i] * jsn::gelu_grad(gp[i]);
-        }
     }
 }
 

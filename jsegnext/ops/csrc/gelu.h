@@ -1,4 +1,4 @@
-// GELU (exact, erf form) and its derivative for the CPU kernels (pointwise.h, depthwise_conv.h).
+// GELU (exact, erf form) for the CPU kernels (pointwise.h).
 //
 // erf_fast: erf(x) as x P(x^2) / Q(x^2) on [-4, 4] (erf is 1 to float precision beyond), a rational
 // fit of degrees 6 / 4 (coefficients fitted for jsegnext), absolute error below 4e-7 in float
@@ -29,11 +29,6 @@ static inline float erf_fast(float x) {
 
 // gelu(v) = v * Phi(v), Phi(v) = (1 + erf(v / sqrt 2)) / 2
 static inline float gelu(float v) { return 0.5f * v * (1.f + erf_fast(v * 0.70710678118654752f)); }
-
-// d gelu / dv = Phi(v) + v * phi(v), phi(v) = exp(-v^2 / 2) / sqrt(2 pi)
-static inline float gelu_grad(float v) {
-    return 0.5f * (1.f + erf_fast(v * 0.70710678118654752f)) + v * 0.3989422804014327f * expf(-0.5f * v * v);
-}
 
 }  // namespace jsn
 #endif  // JSN_GELU_H
