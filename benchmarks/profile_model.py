@@ -108,7 +108,6 @@ def breakdown(report, steps):
 def build(args):
     from jsegnext.apis import load_config
     from jsegnext.models import build_segmentor
-    from jsegnext.models.fuse import fuse_segmentor
     from jsegnext.ops import resize_bilinear
 
     cfg = load_config(args.config)
@@ -130,7 +129,12 @@ def build(args):
             jt.sync_all(True)
         return step, None
     model.eval()
-    net = model if args.no_fuse else fuse_segmentor(model)
+    if args.no_fuse:
+        net = model
+    else:
+        from jsegnext.models.fuse import fuse_segmentor
+
+        net = fuse_segmentor(model)
 
     def step():
         with jt.no_grad():

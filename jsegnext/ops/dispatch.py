@@ -7,8 +7,10 @@ Every op takes an ``impl`` named from one set, :data:`IMPLS`, which the models u
 ``kernel``  hand-written kernels through ``jt.code`` (sources in ``csrc/``): C++/OpenMP on the CPU,
             CUDA for the strip convolutions
 ``fused``   a hand-written kernel doing several ops in one pass: MSCA's whole strip sum
-            (``msca_strips``), the cross entropy fused with its logits resize, the inference ops of
-            ``pointwise.py`` (1×1 convs with epilogues, the Mlp branch, norms, NMF2D)
+            (``msca_strips``), the cross entropy fused with its logits resize, the logits resize
+            fused with the argmax (``resize_argmax``), the 1×1 convolution with its bias forward and
+            its three gradients backward (``conv1x1``), the inference ops of ``pointwise.py``
+            (1×1 convs with epilogues, the Mlp branch, norms, NMF2D)
 ``meta``    Jittor meta-operators (reindex, broadcast, reduce) that Jittor's JIT fuses; any device
 ``conv2d``  Jittor's own convolution, what ``nn.Conv2d(groups=C)`` runs (oneDNN on the CPU, Jittor's
             DepthwiseConv on CUDA)
@@ -42,7 +44,8 @@ Rules, in order:
 * An explicit ``impl`` runs that implementation, or raises ``ValueError`` (not a name the op has)
   or ``TypeError`` (none for this device and dtype).
 * ``impl='auto'`` first tries the op's environment override (``JSEGNEXT_STRIP_IMPL`` for the strip
-  ops, ``JSEGNEXT_DW_IMPL`` for the square depthwise conv; a value from :data:`IMPLS` — an op
+  ops, ``JSEGNEXT_DW_IMPL`` for the square depthwise conv, ``JSEGNEXT_FUSED_IMPL`` for ``conv1x1``,
+  ``resize_argmax`` and the inference ops of ``pointwise.py``; a value from :data:`IMPLS` — an op
   without that implementation, like ``strip_conv`` for ``fused``, ignores it), then the op's
   preferences, skipping what does not support the device and dtype: so an unsupported dtype
   falls back to the portable implementation.
