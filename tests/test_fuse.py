@@ -2,6 +2,7 @@
 random sensitive weights for every strip-conv implementation and on the reference fixtures; the
 default for init_model / tools / validation and how to switch it off; the fused model refuses to
 train or be saved, and fusing leaves the training model as it was."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -259,3 +260,28 @@ def test_fused_tiny_fixture_parity():
             assert rel_err(feat.numpy(), ref[f"feats_{i}"]) < 1e-3
         assert rel_err(fused.decode_head(feats).numpy(), ref["head_logits"]) < 2e-4
         assert rel_err(fused.encode_decode(img).numpy(), ref["logits"]) < 2e-4
+
+
+def test_validation_in_training_fuses_a_copy_and_leaves_training_unchanged(tmp_path):
+    """The trainer's periodic validation runs a fused copy: the run's losses are exactly those of a run
+    whose validation used the model itself (validation does not disturb training), and the metrics
+    agree up to the few pixels float rounding can flip on a barely trained model."""
+    from test_training import tiny_options, write_boxes_config, write_boxes_dataset
+
+    from jsegnext.apis import load_config
+    from jsegnext.engine import Trainer
+
+    write_boxes_dataset(tmp_path / "data", np.random.default_rng(0), counts=(("train", 8), ("val", 2)))
+    config = write_boxes_config(tmp_path / "boxes.py", tmp_path / "data")
+    runs = {}
+    for fuse in (True, False):
+        options = tiny_options(**{"runner.max_iters": 4, "evaluation.interval": 2, "checkpoint_config.interval": 4})
+        options.append(f"evaluation.fuse={fuse}")
+        trainer = Trainer(load_config(config, options), tmp_path / f"run_{fuse}", progress=False)
+        trainer.train()
+        records = [json.loads(line) for line in (tmp_path / f"run_{fuse}" / "log.jsonl").read_text().splitlines()]
+        runs[fuse] = ([r["loss"] for r in records if r["mode"] == "train"],
+                      [r["mIoU"] for r in records if r["mode"] == "val"])
+    assert len(runs[True][1]) == 2
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-6)
+    np.testing.assert_allclose(runs[True][1], runs[False][1], atol=0.5)
