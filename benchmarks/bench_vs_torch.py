@@ -40,10 +40,13 @@ os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)  # before Jittor and PyTorch s
 
 import numpy as np  # noqa: E402
 
+_USER_SPINCOUNT = os.environ.get("GOMP_SPINCOUNT")
 import jsegnext  # noqa: E402,F401  (sets Jittor's environment before Jittor is imported)
 from jsegnext.models.fuse import fuse_segmentor  # noqa: E402
 from jsegnext.runtime import jt  # noqa: E402
 
+if _USER_SPINCOUNT is None:  # jsegnext's OpenMP setting is for Jittor; PyTorch runs with its defaults
+    os.environ.pop("GOMP_SPINCOUNT", None)
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

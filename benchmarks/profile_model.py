@@ -48,7 +48,8 @@ from jsegnext.runtime import jt  # noqa: E402
 
 #: (kind, test on the op's name), first match wins. Kernels are named by their C++ entry point.
 KINDS = [
-    ("1x1 conv + epilogue (fused kernel)", r"CODE:jsn_pw::pointwise"),
+    ("1x1 conv fwd / with epilogue (kernel)", r"CODE:jsn_pw::pointwise(2)?<"),
+    ("1x1 conv bwd (kernel)", r"CODE:jsn_pw::pointwise_backward"),
     ("Mlp fc1-dw3x3-GELU-fc2 (fused kernel)", r"CODE:jsn_pw::mlp"),
     ("NMF (fused kernel)", r"CODE:jsn_pw::nmf"),
     ("GroupNorm / LayerNorm (fused kernel)", r"CODE:jsn_pw::(group_norm|channel_norm)"),
