@@ -17,6 +17,8 @@ resize. Loss semantics are the reference's: 255 ignored, the sum divided by all 
 image's), without the full-size logits either: the resizes compose into a few taps per axis and the
 CPU kernel takes each output pixel's argmax over the classes as it goes.
 """
+import functools
+
 import numpy as np
 
 from ..runtime import jt
@@ -132,14 +134,9 @@ def composed_taps(in_size, sizes):
     return index, weight, first, last
 
 
-_TAPS = {}
-
-
+@functools.lru_cache(maxsize=64)  # images of a dataset come in a few sizes; a stream of others stays bounded
 def _taps_vars(in_size, sizes):
-    key = (in_size, tuple(sizes))
-    if key not in _TAPS:
-        _TAPS[key] = [jt.array(a) for a in composed_taps(in_size, sizes)]
-    return _TAPS[key]
+    return [jt.array(a) for a in composed_taps(in_size, list(sizes))]
 
 
 def resize_argmax(logits, sizes):
@@ -151,8 +148,8 @@ def resize_argmax(logits, sizes):
             logits = resize_bilinear(logits, size)
         return logits.argmax(dim=1)[0].int32()
     n, c, h, w = logits.shape
-    yi, yw, _, _ = _taps_vars(h, [s[0] for s in sizes])
-    xi, xw, xf, xl = _taps_vars(w, [s[1] for s in sizes])
+    yi, yw, _, _ = _taps_vars(h, tuple(s[0] for s in sizes))
+    xi, xw, xf, xl = _taps_vars(w, tuple(s[1] for s in sizes))
     out_h, out_w = sizes[-1]
     args = ["in0_p", "out0_p", *NCHW, str(out_h), str(out_w), "in1_p", "in2_p", str(yi.shape[0]), "in3_p", "in4_p",
             str(xi.shape[0]), "in5_p", "in6_p"]
