@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 
 DEFAULT_EVAL = ["t:512x512", "t:1024x1024", "t:1024x2048", "s:512x512", "b:512x512", "l:512x512"]
+#: the pair whose times are compared with their FLOPs (alternated in the same rounds, after the cases)
+GROWTH_PAIR = ("t:512x512", "t:1024x2048")
+_GROWTH_STEPS = {}
 NUM_CLASSES = 150
 
 
@@ -191,6 +194,8 @@ def eval_case(case, onnx_dir):
         steps["jsegnext_folded"] = lambda: sync(_with_env({"JSEGNEXT_FUSED_IMPL": "meta"}, fused.encode_decode, x))
     if ARGS.torch_eval:
         steps["pytorch"] = make_torch_steps(torch, tm, img, np.zeros((1, h, w), np.uint8))["eval"]
+    if case in GROWTH_PAIR:
+        _GROWTH_STEPS[case] = {"jsegnext": steps["jsegnext"], "onnxruntime": steps["onnxruntime"], "gflops": gflops}
     result = {"variant": variant, "shape": [h, w], "gflops": gflops, "max_rel_err": errors,
               "logits": alternate(steps, ARGS.rounds, ARGS.iters, ARGS.warmup, "onnxruntime", f"{case} logits", log)}
     if ARGS.labels:
@@ -341,10 +346,11 @@ def format_report(results):
                 lines.append(f"| SegNeXt-{r['variant'].upper()} {r['shape'][0]}x{r['shape'][1]} | "
                              f"{t['median_ms']['onnxruntime']:.1f} ms | {t['median_ms']['jsegnext']:.1f} ms | "
                              f"{t['ratio_to_onnxruntime']['jsegnext']:.2f}x | {100 * r['labels_agree']:.3f} % |")
-        growth = _growth(results["eval"])
+        growth = results.get("growth_t")
         if growth:
-            lines.append(f"\nSegNeXt-T 512x512 -> 1024x2048: time x{growth['time']:.2f}, GFLOPs "
-                         f"x{growth['flops']:.2f}, time growth / FLOP growth {growth['ratio']:.2f}")
+            lines.append(f"\nSegNeXt-T 512x512 -> 1024x2048 (both in the same rounds): GFLOPs x{growth['flops']:.2f}; "
+                         + "; ".join(f"{fw} time x{growth[fw]['time']:.2f}, time growth / FLOP growth "
+                                     f"{growth[fw]['ratio']:.2f}" for fw in ("jsegnext", "onnxruntime")))
     if results.get("train"):
         t = results["train"]
         lines += ["", f"| training step, SegNeXt-{t['variant'].upper()} batch {t['batch']} {t['shape'][0]}x"
@@ -355,14 +361,25 @@ def format_report(results):
     return "\n".join(lines)
 
 
-def _growth(evals):
-    by = {(r["variant"], tuple(r["shape"])): r for r in evals}
-    small, big = by.get(("t", (512, 512))), by.get(("t", (1024, 2048)))
-    if not (small and big):
+def growth_comparison():
+    """Time of SegNeXt-T at 1024x2048 over its time at 512x512, both sizes alternated in the same
+    rounds (machine drift between two separately timed cases would enter the ratio), against the
+    ratio of their FLOPs; for jsegnext and for onnxruntime."""
+    if not all(c in _GROWTH_STEPS for c in GROWTH_PAIR):
         return None
-    time_ratio = big["logits"]["median_ms"]["jsegnext"] / small["logits"]["median_ms"]["jsegnext"]
-    flop_ratio = big["gflops"] / small["gflops"]
-    return {"time": time_ratio, "flops": flop_ratio, "ratio": time_ratio / flop_ratio}
+    small, big = (_GROWTH_STEPS[c] for c in GROWTH_PAIR)
+    steps = {f"{fw} {c.split(':')[1]}": _GROWTH_STEPS[c][fw] for fw in ("jsegnext", "onnxruntime") for c in GROWTH_PAIR}
+    log("\n== growth: SegNeXt-T 512x512 and 1024x2048 in the same rounds")
+    timing = alternate(steps, ARGS.rounds, ARGS.iters, 1, next(iter(steps)), "growth", log)
+    flops = big["gflops"] / small["gflops"]
+    result = {"flops": flops, "rounds": ARGS.rounds}
+    for fw in ("jsegnext", "onnxruntime"):
+        times = [np.asarray(timing["times_ms"][f"{fw} {c.split(':')[1]}"]).reshape(ARGS.rounds, ARGS.iters)
+                 for c in GROWTH_PAIR]
+        per_round = np.median(times[1], axis=1) / np.median(times[0], axis=1)
+        result[fw] = {"time": float(np.median(per_round)), "ratio": float(np.median(per_round) / flops),
+                      "per_round": per_round.tolist()}
+    return result
 
 
 def main():
@@ -378,8 +395,7 @@ def main():
         Path(onnx_dir).mkdir(parents=True, exist_ok=True)
         for case in ARGS.eval:
             results["eval"].append(eval_case(case, onnx_dir))
-    if results["eval"]:
-        results["growth_t"] = _growth(results["eval"])
+    results["growth_t"] = growth_comparison()
     if ARGS.train:
         results["train"] = train_comparison()
     results["machine"]["loadavg_after"] = list(os.getloadavg())
