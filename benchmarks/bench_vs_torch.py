@@ -8,15 +8,13 @@ weights are copied into jsegnext and the eval outputs are compared before anythi
 Timings alternate in rounds (PyTorch block, then each jsegnext variant, repeated) so that drifting
 machine load hits every column alike; the ratio is taken per round and its median reported.
 
-Eval: batch 1 forward to full-size logits (no grad). Train: batch 2 forward, cross entropy at full
+Eval: batch 1 forward to full-size logits (no grad; jsegnext's fused inference copy unless --no-fuse). Train: batch 2 forward, cross entropy at full
 size (150 classes), backward and an AdamW step (lr 6e-5, weight decay 0.01) in both frameworks.
 """
 import argparse
 import json
 import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 
@@ -28,6 +26,7 @@ def parse_args(argv=None):
     p.add_argument("--modes", nargs="+", default=["eval", "train"], choices=["eval", "train"])
     p.add_argument("--strip-conv", nargs="+", default=["auto"],
                    help="jsegnext strip-conv paths to time (auto, conv2d, kernel, fused, meta)")
+    p.add_argument("--no-fuse", action="store_true", help="eval: time the training graph, not the fused inference copy")
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS and torch.set_num_threads")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds")
     p.add_argument("--iters", type=int, default=3, help="timed iterations per framework per round")
@@ -41,58 +40,21 @@ os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)  # before Jittor and PyTorch s
 
 import numpy as np  # noqa: E402
 
+_USER_SPINCOUNT = os.environ.get("GOMP_SPINCOUNT")
 import jsegnext  # noqa: E402,F401  (sets Jittor's environment before Jittor is imported)
-from jsegnext.engine.optim import build_optimizer  # noqa: E402
+from jsegnext.models.fuse import fuse_segmentor  # noqa: E402
 from jsegnext.runtime import jt  # noqa: E402
 
+if _USER_SPINCOUNT is None:  # jsegnext's OpenMP setting is for Jittor; PyTorch runs with its defaults
+    os.environ.pop("GOMP_SPINCOUNT", None)
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_torch_segnext import jittor_cfg, jittor_from_torch, nmf_bases, rel_err  # noqa: E402
+from model_timing import alternate, machine_info, make_jittor_steps, make_torch_steps  # noqa: E402
 from torch_segnext import build_torch_segnext  # noqa: E402
 
 NUM_CLASSES = 150
-
-
-def make_torch_steps(model, img, label):
-    x, y = torch.from_numpy(img[:1]), torch.from_numpy(label).long()
-    xb = torch.from_numpy(img)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01)
-
-    def eval_step():
-        model.eval()
-        with torch.no_grad():
-            return model.forward_full(x)
-
-    def train_step():
-        model.train()
-        loss = model.loss(xb, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-    return {"eval": eval_step, "train": train_step}
-
-
-def make_jittor_steps(model, img, label):
-    x, xb, y = jt.array(img[:1]), jt.array(img), jt.array(label.astype(np.int32))
-    model.train()  # eval() marks Jittor parameters stop-grad; the optimiser needs them trainable
-    optimizer = build_optimizer(model, dict(type="AdamW", lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01))
-
-    def eval_step():
-        model.eval()
-        with jt.no_grad():
-            out = model.encode_decode(x)
-        out.sync()
-        return out
-
-    def train_step():
-        model.train()
-        loss = model.loss(xb, y)
-        optimizer.step(loss)
-        jt.sync_all(True)
-        return loss
-    return {"eval": eval_step, "train": train_step}
 
 
 def check_outputs(torch_model, jittor_model, img):
@@ -106,23 +68,6 @@ def check_outputs(torch_model, jittor_model, img):
     return rel_err(out, ref)
 
 
-def timed(step, n):
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def machine():
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": ARGS.threads, "python": platform.python_version(),
-            "torch": torch.__version__, "jittor": jt.__version__,
-            "loadavg_before": list(os.getloadavg())}
-
-
 def main():
     torch.set_num_threads(ARGS.threads)
     torch.manual_seed(0)
@@ -132,7 +77,7 @@ def main():
     label = rng.integers(0, NUM_CLASSES, (ARGS.train_batch, h, w)).astype(np.uint8)
 
     torch_model = build_torch_segnext(ARGS.variant, NUM_CLASSES, dropout_ratio=0.1)
-    columns = {"pytorch": (torch_model, make_torch_steps)}
+    columns = {"pytorch": lambda: make_torch_steps(torch, torch_model, img, label)}
     bases = nmf_bases(torch_model.decode_head.hamburger.ham_in.conv.out_channels,
                       torch_model.decode_head.hamburger.ham.R, seed=1)
     torch_model.set_nmf_bases(bases)
@@ -141,37 +86,22 @@ def main():
         model = jittor_from_torch(torch_model, jittor_cfg(ARGS.variant, NUM_CLASSES, strip_conv=path))
         model.decode_head.hamburger.ham._build_bases = (
             lambda B, S, D, R, b=bases: jt.array(np.repeat(b, B * S // b.shape[0], axis=0)))
-        errors[path] = check_outputs(torch_model, model, img)
+        net = model if ARGS.no_fuse else fuse_segmentor(model)
+        errors[path] = check_outputs(torch_model, net, img)
         print(f"jsegnext[{path}] vs PyTorch, eval logits: max relative error {errors[path]:.2e}", flush=True)
         if errors[path] > 1e-3:
             raise SystemExit(f"outputs disagree (relative error {errors[path]:.2e}); not timing different models")
-        columns[f"jsegnext[{path}]"] = (model, make_jittor_steps)
-    steps = {name: build(model, img, label) for name, (model, build) in columns.items()}
+        columns[f"jsegnext[{path}]"] = lambda model=model, net=net: make_jittor_steps(jt, model, img, label, net)
+    steps = {name: build() for name, build in columns.items()}
 
     results = {"command": "python benchmarks/bench_vs_torch.py " + " ".join(sys.argv[1:]),
                "variant": ARGS.variant, "shape": [h, w], "train_batch": ARGS.train_batch,
-               "max_rel_err": errors, "machine": machine(), "modes": {}}
+               "max_rel_err": errors, "modes": {},
+               "machine": machine_info(ARGS.threads, torch=torch.__version__, jittor=jt.__version__)}
     for mode in ARGS.modes:
-        for name in steps:
-            timed(steps[name][mode], ARGS.warmup)
-        times = {name: [] for name in steps}
-        ratios = {name: [] for name in steps if name != "pytorch"}
-        for r in range(ARGS.rounds):
-            medians = {}
-            for name in steps:
-                t = timed(steps[name][mode], ARGS.iters)
-                times[name] += t
-                medians[name] = float(np.median(t))
-            for name in ratios:
-                ratios[name].append(medians[name] / medians["pytorch"])
-            print(f"{mode} round {r + 1}/{ARGS.rounds}: " +
-                  "  ".join(f"{n} {m * 1e3:.0f} ms" for n, m in medians.items()), flush=True)
-        results["modes"][mode] = {
-            "median_ms": {n: float(np.median(t) * 1e3) for n, t in times.items()},
-            "min_ms": {n: float(np.min(t) * 1e3) for n, t in times.items()},
-            "ratio_to_pytorch": {n: float(np.median(r)) for n, r in ratios.items()},
-            "ratio_per_round": ratios,
-        }
+        results["modes"][mode] = alternate({name: s[mode] for name, s in steps.items()}, ARGS.rounds, ARGS.iters,
+                                           ARGS.warmup, "pytorch", label=mode,
+                                           log=lambda line: print(line, flush=True))
     results["machine"]["loadavg_after"] = list(os.getloadavg())
     print(format_table(results))
     if ARGS.json:

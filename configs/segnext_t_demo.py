@@ -81,6 +81,6 @@ optimizer = dict(
 lr_config = dict(policy='poly', power=1.0, min_lr=0.0, warmup='linear', warmup_iters=50, warmup_ratio=1e-3)
 runner = dict(max_iters=700)
 checkpoint_config = dict(interval=100, max_keep_ckpts=2)
-evaluation = dict(interval=350, metric='mIoU', save_best='mIoU')
+evaluation = dict(interval=350, metric='mIoU', save_best='mIoU', fuse=True)  # fuse: validate a fused inference copy
 log_config = dict(interval=10)
 seed = 0

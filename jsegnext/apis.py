@@ -6,6 +6,7 @@ import numpy as np
 from .config import Config, ConfigError
 from .config_check import accepted_keys, validate_config
 from .models import build_segmentor
+from .models.fuse import fuse_segmentor
 from .weights import load_checkpoint
 
 
@@ -22,8 +23,12 @@ def load_config(config, options=None):
     return cfg
 
 
-def init_model(config, checkpoint=None, options=None, allow_partial=False):
+def init_model(config, checkpoint=None, options=None, allow_partial=False, fuse=True):
     """Build the config's segmentor in eval mode and load ``checkpoint`` (our ``.pkl`` or a reference ``.pth``).
+
+    ``fuse=True`` (default) returns the inference fast path (``jsegnext.models.fuse``: BatchNorms and
+    layer scales folded into the convolutions, fused kernels; same outputs, inference only);
+    ``fuse=False`` the model as built, which can also train and be saved.
 
     A checkpoint that does not fit (wrong variant or class count, truncated file, not a
     checkpoint, a refused file) raises ``jsegnext.errors.CheckpointError`` naming the file and the
@@ -35,22 +40,22 @@ def init_model(config, checkpoint=None, options=None, allow_partial=False):
         load_checkpoint(model, checkpoint, allow_partial=allow_partial, require_head=True)
     model.cfg = cfg
     model.eval()
-    return model
+    return fuse_segmentor(model) if fuse else model
 
 
 BACKENDS = ("jittor", "onnxruntime")
 
 
-def init_backend(backend, config, checkpoint, options=None):
-    """``init_model`` (``backend='jittor'``), or for ``'onnxruntime'`` an exported file behind the same
-    interface (``jsegnext.deploy.init_onnx_model``; needs ``pip install -e ".[deploy]"``)."""
+def init_backend(backend, config, checkpoint, options=None, fuse=True):
+    """``init_model`` (``backend='jittor'``, ``fuse`` as there), or for ``'onnxruntime'`` an exported
+    file behind the same interface (``jsegnext.deploy.init_onnx_model``; needs ``pip install -e ".[deploy]"``)."""
     if backend == "onnxruntime":
         from .deploy import init_onnx_model
 
         return init_onnx_model(config, checkpoint, options=options)
     if backend != "jittor":
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return init_model(config, checkpoint, options=options)
+    return init_model(config, checkpoint, options=options, fuse=fuse)
 
 
 def _as_bgr_image(image):

@@ -12,6 +12,11 @@ Always:
 * ``use_parallel_op_compiler=0``: Jittor 1.3.11's parallel compiler races in its conv tuner and
   can segfault (or deadlock) on a cold cache.
 * ``FIX_TORCH_ERROR=0``: keeps Jittor from importing PyTorch at start-up.
+* ``GOMP_SPINCOUNT=10000``: an OpenMP thread waiting at a barrier spins 10,000 times (libgomp's
+  default: 300,000) before it sleeps. With other processes on the 2 cores (load average ~2), the
+  default made SegNeXt-T's 2-thread eval at 512² take 1.39 s (spinning threads held the core the
+  thread they waited for needed), this 0.24 s (one thread: 0.18 s); on an idle machine the two
+  were within run-to-run noise.
 * ``python_config_path``: Jittor runs ``python3.X-config`` for the Python headers and knows only a
   few places for it (none inside a virtual environment made from pyenv or uv Pythons); where none
   of them exists but the interpreter's ``Python.h`` does, a small equivalent script is written to
@@ -280,6 +285,7 @@ def choose_settings(f, environ):
     """The plan for ``f`` (pure: no file is read or written). Variables in ``environ`` are kept."""
     settings = {"use_parallel_op_compiler": ("0", "Jittor 1.3.11's parallel op compiler can segfault"),
                 "FIX_TORCH_ERROR": ("0", "do not import PyTorch at Jittor's start"),
+                "GOMP_SPINCOUNT": ("10000", "OpenMP threads sleep sooner at barriers (other processes on the cores)"),
                 "log_silent": ("1", "Jittor's info messages off")}
     plan = Plan(device="cpu", settings=settings)
     if not f.python_config_found and f.python_include:
@@ -493,7 +499,7 @@ def device_name():
 
 #: The Jittor variables this module may set (:func:`describe` reports each one that is set).
 JITTOR_VARIABLES = ("nvcc_path", "conv_opt", "use_cutt", "use_cutlass", "use_nccl", "use_mkl",
-                    "use_parallel_op_compiler", "FIX_TORCH_ERROR", "python_config_path", "log_silent")
+                    "use_parallel_op_compiler", "FIX_TORCH_ERROR", "GOMP_SPINCOUNT", "python_config_path", "log_silent")
 
 
 def describe():

@@ -45,6 +45,8 @@ def test_one_set_of_names():
     ("depthwise_conv2d", "float32", "kernel"), ("depthwise_conv2d", "float16", "conv2d"),
     ("resize_bilinear", "float32", "kernel"), ("resize_bilinear", "float64", "meta"),
     ("resized_cross_entropy", "float32", "fused"), ("resized_cross_entropy", "float64", "meta"),
+    ("conv1x1", "float32", "fused"), ("conv1x1", "float64", "meta"), ("resize_argmax", "float32", "fused"),
+    ("pointwise_conv", "float32", "fused"), ("mlp_block", "float32", "fused"), ("nmf", "float64", "meta"),
 ])
 def test_auto_on_the_cpu(env, op, dtype, expected):
     if jt.flags.use_cuda:
@@ -54,7 +56,8 @@ def test_auto_on_the_cpu(env, op, dtype, expected):
 
 @pytest.mark.parametrize("op,expected", [
     ("strip_conv", "conv2d"), ("msca_strips", "conv2d"), ("depthwise_conv2d", "conv2d"),
-    ("resize_bilinear", "meta"), ("resized_cross_entropy", "meta"),
+    ("resize_bilinear", "meta"), ("resized_cross_entropy", "meta"), ("conv1x1", "meta"), ("resize_argmax", "meta"),
+    ("pointwise_conv", "meta"), ("mlp_block", "meta"), ("group_norm", "meta"), ("nmf", "meta"),
 ])
 def test_auto_on_cuda_keeps_jittors_own_ops(on_cuda, op, expected):
     assert resolve(op, "auto", "float32") == expected

@@ -23,7 +23,7 @@ def tiny_model():
     """A tiny SegNeXt with seeded NMF (repeatable) and BN running statistics unlike a batch's."""
     cfg = tiny_model_cfg(num_classes=NUM_CLASSES, strip_conv="conv2d")
     cfg["decode_head"]["ham_kwargs"]["seed"] = 0
-    model = init_model(dict(model=dict(type="EncoderDecoder", **cfg), test_pipeline=TEST_PIPELINE))
+    model = init_model(dict(model=dict(type="EncoderDecoder", **cfg), test_pipeline=TEST_PIPELINE), fuse=False)
     rng = np.random.default_rng(0)
     for bn in bns(model):
         bn.running_mean.update(jt.array(rng.normal(0, 0.5, bn.running_mean.shape).astype(np.float32)))
@@ -151,7 +151,7 @@ def test_ms_flip_evaluation_of_an_msfa_dataset_sees_every_scale(tmp_path, monkey
     inference = model.inference
     monkeypatch.setattr(model, "inference", lambda img, out_size=None: (seen.append(tuple(img.shape[2:])),
                                                                        inference(img, out_size))[1])
-    evaluate(model, dataset, ms_flip=True, progress=False)
+    evaluate(model, dataset, ms_flip=True, progress=False, fuse=False)
     assert len(seen) == 2 * len(MS_RATIOS) and len(set(seen)) == len(MS_RATIOS)
 
 

@@ -74,20 +74,23 @@ def test_hand_checked_nmf():
 
 
 class _MatmulCounter:
-    """Wraps jt.matmul: adds prod(output shape) * inner dimension for every call."""
+    """Wraps a matrix product ``(a, b, trans_a=False, trans_b=False)`` (jt.matmul takes the first
+    two): adds prod(output shape) * inner dimension for every call."""
 
     def __init__(self, original):
         self.original, self.macs = original, 0
 
-    def __call__(self, a, b):
-        out = self.original(a, b)
-        self.macs += int(math.prod(out.shape)) * int(a.shape[-1])
+    def __call__(self, a, b, trans_a=False, trans_b=False):
+        out = self.original(a, b, trans_a, trans_b) if (trans_a or trans_b) else self.original(a, b)
+        self.macs += int(math.prod(out.shape)) * int(a.shape[0] if trans_a else a.shape[-1])
         return out
 
 
 def test_nmf_count_matches_the_products_it_runs(monkeypatch):
-    counter = _MatmulCounter(jt.matmul)
-    monkeypatch.setattr(jt, "matmul", counter)
+    from jsegnext.models import ham_head
+
+    counter = _MatmulCounter(ham_head.matmul)  # NMF2D's products (MKL with transpose flags on CPU)
+    monkeypatch.setattr(ham_head, "matmul", counter)
     ham = NMF2D(MD_R=2, train_steps=1, eval_steps=1, seed=0)
     ham.eval()
     ham(jt.rand((1, 4, 2, 3)))  # graph only: shapes are known without running it
@@ -107,7 +110,13 @@ def test_tiny_model_count_matches_a_real_forward(monkeypatch):
         assert count_flops(model, (64, 96)).by_kind() == \
             count_flops(build_segmentor(tiny_model_cfg(strip_conv=impl)), (64, 96)).by_kind()
     model.eval()
+    from jsegnext.models import ham_head
+
+    # the 1x1 convs through per-image jt.matmul (not their CPU kernels), NMF2D's products counted too
+    monkeypatch.setenv("JSEGNEXT_FUSED_IMPL", "meta")
     counter = _MatmulCounter(jt.matmul)
+    monkeypatch.setattr(ham_head, "matmul", lambda a, b, ta=False, tb=False: counter(
+        a.transpose() if ta else a, b.transpose() if tb else b))
     conv_macs = []
 
     def hook(module, inputs, output):

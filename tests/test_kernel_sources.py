@@ -22,7 +22,7 @@ def _compile(cmd, cwd):
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no g++ (Jittor needs one to compile its kernels)")
-@pytest.mark.parametrize("unit", ["strip_conv.cc", "depthwise_conv.cc", "resize.cc"])
+@pytest.mark.parametrize("unit", ["strip_conv.cc", "depthwise_conv.cc", "resize.cc", "pointwise.cc"])
 def test_cpu_sources_compile_on_their_own(unit):
     # Jittor's C++ flags for its CPU kernels; -fsyntax-only still instantiates every template used
     _compile(["g++", "-std=c++14", "-march=native", "-fopenmp", "-Wall", "-fsyntax-only", unit], CSRC)
@@ -33,7 +33,7 @@ def test_jt_code_gets_one_self_contained_header():
     assert '#include "' not in text  # local includes are inlined...
     assert text.count("#define JSN_SIMD_H") == 1  # ...once
     assert "namespace jsn_strip" in text and "namespace jsn {" in text
-    for name in ("strip_conv.h", "depthwise_conv.h", "resize.h", "strip_conv.cuh"):
+    for name in ("strip_conv.h", "depthwise_conv.h", "resize.h", "pointwise.h", "gelu.h", "strip_conv.cuh"):
         assert "@" not in source(name), name  # Jittor's jit templates would read it as a macro
 
 

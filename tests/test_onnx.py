@@ -235,7 +235,7 @@ def demo_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     options = demo_options(root / "data")
     jt.set_global_seed(2)
-    model = sensitive_weights_(init_model(DEMO, options=options), seed=2)
+    model = sensitive_weights_(init_model(DEMO, options=options, fuse=False), seed=2)
     checkpoint = save_checkpoint(root / "random.pkl", model)
     onnx_path = root / "demo.onnx"
     assert export_tool.main([DEMO, checkpoint, str(onnx_path), "--dynamic", "--cfg-options", *options]) == 0

@@ -41,8 +41,8 @@ def test_reference_checkpoint_converts_and_loads(tmp_path, reference_state):
     report = convert_weights.convert(str(fixture_path("segnext_t_ade.pth")), str(dst))
     assert report.ok and len(report.loaded) == 519
     assert sum(k.endswith("num_batches_tracked") for k in report.dropped) == 31
-    from_pkl = init_model(T_CONFIG, str(dst), options=CFG_OPTS)
-    from_pth = init_model(T_CONFIG, str(fixture_path("segnext_t_ade.pth")), options=CFG_OPTS)
+    from_pkl = init_model(T_CONFIG, str(dst), options=CFG_OPTS, fuse=False)
+    from_pth = init_model(T_CONFIG, str(fixture_path("segnext_t_ade.pth")), options=CFG_OPTS, fuse=False)
     raw, _ = reference_state
     name = "backbone.block2.0.attn.spatial_gating_unit.conv1_2.weight"
     np.testing.assert_array_equal(model_state(from_pkl)[name].numpy(), raw[name])

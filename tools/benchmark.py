@@ -4,7 +4,9 @@
     python tools/benchmark.py configs/segnext_t_ade20k.py --shape 512 512 --batch 2 --train --json out.json
 
 Eval mode times one whole-image forward (``encode_decode``: backbone, head, resize of the logits
-to the input size — what the published FLOPs count) under ``jt.no_grad()``; ``--train`` times a
+to the input size — what the published FLOPs count) under ``jt.no_grad()``, on the fused inference
+copy of the model that ``init_model`` gives by default (``--no-fuse``: the model as built; the
+FLOPs are counted on that one either way); ``--train`` times a
 training step: forward, cross-entropy loss against random labels, backward and the config's
 optimizer (AdamW) update. Each iteration is bracketed by ``jt.sync_all(True)``, so its time is
 the Python graph building plus the complete execution; warm-up iterations (Jittor compiles its
@@ -51,6 +53,7 @@ from jsegnext.apis import load_config  # noqa: E402
 from jsegnext.cli import one_line_errors  # noqa: E402
 from jsegnext.flops import count_flops, count_parameters  # noqa: E402
 from jsegnext.models import build_segmentor  # noqa: E402
+from jsegnext.models.fuse import fuse_segmentor  # noqa: E402
 from jsegnext.runtime import device_name, jt  # noqa: E402
 
 FP16_CPU_MESSAGE = (
@@ -71,6 +74,8 @@ def parse_args(argv=None):
     parser.add_argument("--fp16", action="store_true", help="float16 (CUDA only)")
     parser.add_argument("--train", action="store_true",
                         help="time a training step (forward + loss + backward + optimizer) instead of eval")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="eval: time the model as built instead of its fused inference copy")
     parser.add_argument("--iters", type=int, default=20, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first (kernel compilation)")
     parser.add_argument("--seed", type=int, default=0)
@@ -191,10 +196,11 @@ def make_step(model, cfg, args):
         img = img.float16()
     if not args.train:
         model.eval()
+        net = model if args.no_fuse or args.fp16 else fuse_segmentor(model)  # fp16: the model as cast
 
         def step():
             with jt.no_grad():
-                return model.encode_decode(img)
+                return net.encode_decode(img)
         return step, None
 
     from jsegnext.engine.optim import build_optimizer
@@ -271,6 +277,7 @@ def run(args):
         "config": args.config,
         "cfg_options": list(args.cfg_options),
         "mode": "train" if args.train else "eval",
+        "fused": not (args.train or args.no_fuse or args.fp16),
         "shape": list(args.shape),
         "batch": args.batch,
         "dtype": "float16" if args.fp16 else "float32",
@@ -319,7 +326,8 @@ def format_table(r):
     where = m["gpu"] if m.get("gpu") else f"{m['cpu_model']} ({m['cpu_usable_cores']} cores)"
     rows = [
         ("config", r["config"] + (f"  [{' '.join(r['cfg_options'])}]" if r["cfg_options"] else "")),
-        ("mode", f"{r['mode']}, batch {r['batch']}, {r['shape'][0]}x{r['shape'][1]}, {r['dtype']}"),
+        ("mode", f"{r['mode']}{' (fused inference path)' if r.get('fused') else ''}, batch {r['batch']}, "
+                 f"{r['shape'][0]}x{r['shape'][1]}, {r['dtype']}"),
         ("device", f"{r['device']}: {where}; jittor {r['jittor_version']}"
                    + (f"; load avg {m['loadavg_1_5_15'][0]:.2f}" if m.get("loadavg_1_5_15") else "")),
         ("parameters", f"{r['params_m']:.2f} M"),

@@ -66,7 +66,7 @@ def verify(model, path, shape, seed):
 @one_line_errors
 def main(argv=None):
     args = parse_args(argv)
-    model = init_model(args.config, args.checkpoint, options=args.cfg_options)
+    model = init_model(args.config, args.checkpoint, options=args.cfg_options, fuse=False)
     shape = tuple(args.shape) if args.shape else default_shape(model)
     seed = nmf_seed_of(model, args.nmf_seed)
     proto = export_onnx(model, args.output, input_shape=shape, dynamic=args.dynamic, opset=args.opset,

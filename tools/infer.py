@@ -46,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--ms-flip", action="store_true")
     parser.add_argument("--backend", choices=BACKENDS, default="jittor",
                         help="run the Jittor model (default) or an exported ONNX file with onnxruntime")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="run the model as trained instead of the fused inference path (same outputs, slower)")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     return parser.parse_args(argv)
 
@@ -161,7 +163,8 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     inputs = collect_inputs(args.inputs)
-    model = init_backend(args.backend, args.config, args.checkpoint, options=args.cfg_options)
+    model = init_backend(args.backend, args.config, args.checkpoint, options=args.cfg_options,
+                         fuse=not args.no_fuse)
     palette = palette_of(model)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0

@@ -35,6 +35,8 @@ def parse_args(argv=None):
                                              "image's path relative to the dataset's img_dir")
     parser.add_argument("--show-dir", help="write colour overlays into this folder (names as --save-preds)")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="run the model as trained instead of the fused inference path (same outputs, slower)")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     return parser.parse_args(argv)
 
@@ -50,10 +52,10 @@ def main(argv=None):
     if args.split not in splits:
         raise ConfigError(f"{args.config}: no data.{args.split} dataset{did_you_mean(args.split, splits)} "
                           f"(has: {', '.join(splits) or 'none'})")
-    model = init_backend(args.backend, cfg, args.checkpoint)
+    model = init_backend(args.backend, cfg, args.checkpoint, fuse=not args.no_fuse)
     dataset = build_dataset(model.cfg.data[args.split], test_mode=True)
     metrics = evaluate(model, dataset, ms_flip=args.ms_flip, save_preds=args.save_preds,
-                       show_dir=args.show_dir, max_images=args.max_images)
+                       show_dir=args.show_dir, max_images=args.max_images, fuse=not args.no_fuse)
     if is_main_process():
         print(format_metrics_table(metrics))
         print(f"aAcc {metrics['aAcc']:.2f}  mIoU {metrics['mIoU']:.2f}  mAcc {metrics['mAcc']:.2f}")

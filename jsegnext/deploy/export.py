@@ -308,6 +308,9 @@ def build_onnx(model, input_shape=(512, 512), dynamic=False, opset=DEFAULT_OPSET
     if not MIN_OPSET <= int(opset) <= onnx.defs.onnx_opset_version():
         raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
                           f"(default {DEFAULT_OPSET})")
+    if getattr(model, "is_fused", False):
+        raise ExportError("this is the fused inference copy (init_model's default); export the model as built: "
+                          "init_model(config, checkpoint, fuse=False)")
     h, w = (int(s) for s in input_shape)
     if h < 1 or w < 1 or batch_size < 1:
         raise ExportError(f"input shape must be positive, got batch {batch_size}, {h}x{w}")

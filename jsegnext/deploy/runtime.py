@@ -76,6 +76,10 @@ class OnnxSegmentor:
         """Logits in ``test_cfg``'s mode (whole / slide), resized to ``out_size``: as EncoderDecoder.inference."""
         return run_inference(self.encode_decode, img, self.test_cfg, out_size)
 
+    def predict_labels(self, img, out_size=None):
+        """Label map (N, H, W) int32: the argmax over classes of ``inference(img, out_size)``."""
+        return self.inference(img, out_size).argmax(dim=1)[0].int32()
+
     # evaluation switches a model between modes; an exported graph has only the inference one
     def eval(self):
         return self

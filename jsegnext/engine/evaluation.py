@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ..config import ConfigError
 from ..comm import get_rank, get_world_size
 from ..datasets import build_pipeline
+from ..models.fuse import fuse_segmentor
 from ..runtime import jt
 from .metrics import IoUAccumulator
 
@@ -99,18 +100,20 @@ def predict(model, sample_views, out_size, flip=False):
     mode ``model`` is in (see :func:`inference_context`)."""
     with inference_context(model):
         if len(sample_views) == 1 and not flip:
-            logits = model.inference(_as_batch(sample_views[0]), out_size=out_size)
-            return logits.argmax(dim=1)[0].numpy()[0]
+            return model.predict_labels(_as_batch(sample_views[0]), out_size=out_size).numpy()[0]
         return predict_probs(model, sample_views, out_size, flip).argmax(dim=1)[0].numpy()[0]
 
 
 def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, show_dir=None,
-             progress=True, max_images=None):
+             progress=True, max_images=None, fuse=True):
     """Run inference over ``dataset`` and return the metrics dict (percent) of IoUAccumulator.summary.
 
-    The model runs in eval mode and is left in the mode it came in (:func:`inference_context`).
+    ``fuse``: infer with the fused copy of a Jittor ``model`` (``jsegnext.models.fuse``; ``model``
+    itself is not changed, so a model in training can be evaluated this way); False: with ``model``
+    as it is. The model runs in eval mode and is left in the mode it came in (:func:`inference_context`).
     Label pixels equal to the dataset's ``ignore_index`` are not counted.
     """
+    net = fuse_segmentor(model) if fuse and isinstance(model, jt.nn.Module) else model
     pipelines = [build_pipeline(scaled_pipeline(dataset.pipeline_cfg, r)) for r in ratios] if ms_flip else [None]
     accumulator = IoUAccumulator(len(dataset.CLASSES), ignore_index=dataset.ignore_index)
     rank, world = get_rank(), get_world_size()
@@ -119,7 +122,7 @@ def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, s
     for index in tqdm(indices, desc="eval", disable=not progress or rank != 0, dynamic_ncols=True):
         gt = dataset.get_gt_seg_map(index)
         views = [dataset.prepare_test_sample(index, p)["img"] for p in pipelines]
-        pred = predict(model, views, gt.shape, flip=ms_flip)
+        pred = predict(net, views, gt.shape, flip=ms_flip)
         accumulator.update(pred, gt)
         name = output_name(dataset, index)
         if save_preds:

@@ -98,6 +98,8 @@ class Trainer:
         self.ckpt_interval = int(ckpt_cfg.get("interval", self.max_iters))
         self.checkpoints = CheckpointManager(self.work_dir, max_keep=int(ckpt_cfg.get("max_keep_ckpts", 3)))
         self.eval_interval = int(cfg.get("evaluation", {}).get("interval", self.max_iters))
+        # validation runs a fused inference copy of the model (never the model in training itself)
+        self.eval_fuse = bool(cfg.get("evaluation", {}).get("fuse", True))
         self.log_interval = int(cfg.get("log_config", {}).get("interval", 50))
         self.logger = None  # opened by train(), once the work dir is known to be this run's
         self.iter = 0
@@ -219,7 +221,7 @@ class Trainer:
             self.checkpoints.save(name, self.model, self.optimizer, self._meta())
 
     def validate(self):
-        metrics = evaluate(self.model, self.val_set, progress=self.progress)
+        metrics = evaluate(self.model, self.val_set, progress=self.progress, fuse=self.eval_fuse)
         record = {"mode": "val", "iter": self.iter, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
                   "mAcc": metrics["mAcc"]}
         _log(f"iter {self.iter}: mIoU {metrics['mIoU']:.2f}  aAcc {metrics['aAcc']:.2f}  mAcc {metrics['mAcc']:.2f}")

@@ -1,6 +1,7 @@
 """LightHamHead: the Hamburger decoder of SegNeXt with NMF2D matrix decomposition."""
 import numpy as np
 
+from ..ops.pointwise import matmul
 from ..runtime import jt
 from .layers import ConvModule, Conv1x1, resize_bilinear
 
@@ -9,9 +10,9 @@ nn = jt.nn
 GRAD_MODES = ("unrolled", "one_step")
 
 
-def _mm(a, b):
-    """Matrix product of 2-D ``a`` and ``b`` (MKL on CPU)."""
-    return jt.matmul(a, b)
+def _mm(a, b, trans_a=False, trans_b=False):
+    """Matrix product of 2-D ``op(a)`` and ``op(b)`` (MKL on CPU, with the transposes as its flags)."""
+    return matmul(a, b, trans_a, trans_b)
 
 
 class NMF2D(nn.Module):
@@ -70,14 +71,14 @@ class NMF2D(nn.Module):
 
     @staticmethod
     def _update_coef(x, bases, coef):
-        numerator = _mm(x.transpose(), bases)
-        denominator = _mm(coef, _mm(bases.transpose(), bases))
+        numerator = _mm(x, bases, trans_a=True)
+        denominator = _mm(coef, _mm(bases, bases, trans_a=True))
         return coef * numerator / (denominator + 1e-6)
 
     @staticmethod
     def _update_bases(x, bases, coef):
         numerator = _mm(x, coef)
-        denominator = _mm(bases, _mm(coef.transpose(), coef))
+        denominator = _mm(bases, _mm(coef, coef, trans_a=True))
         return bases * numerator / (denominator + 1e-6)
 
     def _decompose(self, x, bases):
@@ -85,14 +86,14 @@ class NMF2D(nn.Module):
         steps = self.train_steps if self.is_train else self.eval_steps
         one_step = self.grad_mode == "one_step"
         x_iter = x.detach() if one_step else x
-        coef = jt.nn.softmax(self.inv_t * _mm(x_iter.transpose(), bases), dim=-1)
+        coef = jt.nn.softmax(self.inv_t * _mm(x_iter, bases, trans_a=True), dim=-1)
         for _ in range(steps):
             coef = self._update_coef(x_iter, bases, coef)
             bases = self._update_bases(x_iter, bases, coef)
         if one_step:
             bases, coef = bases.detach(), coef.detach()
         coef = self._update_coef(x, bases, coef)
-        return _mm(bases, coef.transpose())
+        return _mm(bases, coef, trans_b=True)
 
     def execute(self, x):
         B, C, H, W = x.shape

@@ -2,8 +2,9 @@
 
 Several of Jittor's stock layers are replaced here, each for a measured reason:
 
-* ``Conv1x1`` runs a 1×1 convolution as 2-D matrix products, which Jittor sends to
-  MKL/oneDNN on CPU (about 3× faster than its conv op for these shapes).
+* ``Conv1x1`` runs a 1×1 convolution as matrix products (``jsegnext.ops.conv1x1``: on the CPU one
+  kernel forward and one backward around oneDNN's sgemm; about 3× faster than Jittor's conv op for
+  these shapes even as plain 2-D products).
 * ``ChannelLayerNorm`` and ``GroupNorm`` use a centred (two-pass) variance: Jittor's own
   layers use E[x²]−E[x]², which loses digits where activations are large.
 * ``BatchNorm2d`` keeps PyTorch's *unbiased* running variance (Jittor keeps the biased one),
@@ -13,6 +14,7 @@ Several of Jittor's stock layers are replaced here, each for a measured reason:
 """
 import math
 
+from ..ops.pointwise import conv1x1
 from ..ops.resize import resize_bilinear  # noqa: F401  (re-exported: the models import it from here)
 from ..comm import get_world_size, mean_over_processes
 from ..runtime import jt
@@ -31,15 +33,7 @@ class Conv1x1(nn.Module):
         self.bias = jt.init.uniform((out_channels,), "float32", -bound, bound) if bias else None
 
     def execute(self, x):
-        n, c, h, w = x.shape
-        weight = self.weight.reshape(self.out_channels, self.in_channels)
-        if jt.flags.use_cuda:
-            y = jt.matmul(weight, x.reshape(n, c, h * w))
-        else:  # batched 3-D products are not sent to MKL on CPU; 2-D ones are
-            y = jt.stack([jt.matmul(weight, x[i].reshape(c, h * w)) for i in range(n)], dim=0)
-        if self.bias is not None:
-            y = y + self.bias.reshape(1, -1, 1)
-        return y.reshape(n, self.out_channels, h, w)
+        return conv1x1(x, self.weight.reshape(self.out_channels, self.in_channels), self.bias)
 
 
 def _centred_stats(x, dims):

@@ -48,6 +48,10 @@ class EncoderDecoder(nn.Module):
         """Logits for ``img`` in the configured test mode, resized to ``out_size`` (default: input size)."""
         return run_inference(self.encode_decode, img, self.test_cfg, out_size)
 
+    def predict_labels(self, img, out_size=None):
+        """Label map (N, H, W) int32: the argmax over classes of ``inference(img, out_size)``."""
+        return self.inference(img, out_size).argmax(dim=1)[0].int32()
+
 
 # Test-time inference around any ``encode_decode`` (NCHW image Var → logits Var at the image's
 # size): the Jittor model's own, or an exported graph's (jsegnext.deploy.OnnxSegmentor).

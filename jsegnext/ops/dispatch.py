@@ -7,7 +7,10 @@ Every op takes an ``impl`` named from one set, :data:`IMPLS`, which the models u
 ``kernel``  hand-written kernels through ``jt.code`` (sources in ``csrc/``): C++/OpenMP on the CPU,
             CUDA for the strip convolutions
 ``fused``   a hand-written kernel doing several ops in one pass: MSCA's whole strip sum
-            (``msca_strips``), the cross entropy fused with its logits resize
+            (``msca_strips``), the cross entropy fused with its logits resize, the logits resize
+            fused with the argmax (``resize_argmax``), the 1×1 convolution with its bias forward and
+            its three gradients backward (``conv1x1``), the inference ops of ``pointwise.py``
+            (1×1 convs with epilogues, the Mlp branch, norms, NMF2D)
 ``meta``    Jittor meta-operators (reindex, broadcast, reduce) that Jittor's JIT fuses; any device
 ``conv2d``  Jittor's own convolution, what ``nn.Conv2d(groups=C)`` runs (oneDNN on the CPU, Jittor's
             DepthwiseConv on CUDA)
@@ -26,6 +29,11 @@ msca_strips            fused (32, 64) > kernel > meta; conv2d   kernel (experime
 depthwise_conv2d       kernel (32, 64) > conv2d (any)           conv2d (any)
 resize_bilinear        kernel (32) > meta (any)                 meta (any)
 resized_cross_entropy  fused (32) > meta (any)                  meta (any)
+resize_argmax          fused (32) > meta (any)                  meta (any)
+conv1x1                fused (32) > meta (any)                  meta (any)
+pointwise_conv,        fused (32) > meta (any)                  meta (any)
+mlp_block, group_norm,
+nmf (inference only)
 =====================  =======================================  =========================================
 
 The CPU orders are measured (``benchmarks/``, ``docs/BENCHMARKS.md``): the kernels beat oneDNN on
@@ -36,7 +44,8 @@ Rules, in order:
 * An explicit ``impl`` runs that implementation, or raises ``ValueError`` (not a name the op has)
   or ``TypeError`` (none for this device and dtype).
 * ``impl='auto'`` first tries the op's environment override (``JSEGNEXT_STRIP_IMPL`` for the strip
-  ops, ``JSEGNEXT_DW_IMPL`` for the square depthwise conv; a value from :data:`IMPLS` — an op
+  ops, ``JSEGNEXT_DW_IMPL`` for the square depthwise conv, ``JSEGNEXT_FUSED_IMPL`` for ``conv1x1``,
+  ``resize_argmax`` and the inference ops of ``pointwise.py``; a value from :data:`IMPLS` — an op
   without that implementation, like ``strip_conv`` for ``fused``, ignores it), then the op's
   preferences, skipping what does not support the device and dtype: so an unsupported dtype
   falls back to the portable implementation.
@@ -75,6 +84,13 @@ SUPPORT = {
     "depthwise_conv2d": {"kernel": {"cpu": _F32_64}, "conv2d": _EVERYWHERE},
     "resize_bilinear": {"kernel": {"cpu": _F32}, "meta": _EVERYWHERE},
     "resized_cross_entropy": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "resize_argmax": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "conv1x1": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    # inference only (pointwise.py)
+    "pointwise_conv": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "mlp_block": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "group_norm": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
+    "nmf": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
 }
 
 #: op -> device -> what ``impl='auto'`` tries, in order.
@@ -84,6 +100,12 @@ PREFERENCES = {
     "depthwise_conv2d": {"cpu": ("kernel", "conv2d"), "cuda": ("conv2d",)},
     "resize_bilinear": {"cpu": ("kernel", "meta"), "cuda": ("meta",)},
     "resized_cross_entropy": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "resize_argmax": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "conv1x1": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "pointwise_conv": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "mlp_block": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "group_norm": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
+    "nmf": {"cpu": ("fused", "meta"), "cuda": ("meta",)},
 }
 
 #: (op, implementation, device) never run there yet: ``'auto'`` skips them unless opted in.
@@ -91,7 +113,9 @@ EXPERIMENTAL = {("strip_conv", "kernel", "cuda"), ("msca_strips", "kernel", "cud
 
 #: op -> the environment variable that overrides its ``'auto'``.
 ENV_OVERRIDES = {"strip_conv": "JSEGNEXT_STRIP_IMPL", "msca_strips": "JSEGNEXT_STRIP_IMPL",
-                 "depthwise_conv2d": "JSEGNEXT_DW_IMPL"}
+                 "depthwise_conv2d": "JSEGNEXT_DW_IMPL", "conv1x1": "JSEGNEXT_FUSED_IMPL", "pointwise_conv": "JSEGNEXT_FUSED_IMPL",
+                 "mlp_block": "JSEGNEXT_FUSED_IMPL", "group_norm": "JSEGNEXT_FUSED_IMPL",
+                 "nmf": "JSEGNEXT_FUSED_IMPL", "resize_argmax": "JSEGNEXT_FUSED_IMPL"}
 
 _warned = set()
 

@@ -11,7 +11,14 @@ The forward pass computes each output row's upsampled logits for all classes in 
 keeps one log-sum-exp per pixel; the backward pass works plane by plane (no write conflicts),
 recomputes the upsampled row, forms ``softmax - onehot`` and folds it straight back through the
 resize. Loss semantics are the reference's: 255 ignored, the sum divided by all N·H·W pixels.
+
+``resize_argmax(logits, sizes)``: the label map of ``logits`` resized through each size of
+``sizes`` in turn (the inference path resizes to the network input's size, then to the original
+image's), without the full-size logits either: the resizes compose into a few taps per axis and the
+CPU kernel takes each output pixel's argmax over the classes as it goes.
 """
+import functools
+
 import numpy as np
 
 from ..constants import IGNORE_INDEX
@@ -97,6 +104,57 @@ def resize_bilinear(x, size):
     if dispatch.resolve("resize_bilinear", "auto", x.dtype) == "kernel":
         return _ResizeFunction.apply(x, size)
     return resize_bilinear_gather(x, size)
+
+
+# --------------------------------------------------------------------------- resize + argmax
+def composed_taps(in_size, sizes):
+    """Source indices and weights (taps, out) of the 1-D resizes ``in_size`` → each of ``sizes``
+    in turn, composed into one linear map (float64, then float32), and the first and last source
+    index each output reads (out,) (unused taps repeat the first index, with weight 0)."""
+    m = np.eye(in_size)
+    for size in sizes:
+        if size == m.shape[0]:
+            continue
+        lo, hi, frac = resize_table(m.shape[0], size)
+        step = np.zeros((size, m.shape[0]))
+        np.add.at(step, (np.arange(size), lo), 1.0 - frac.astype(np.float64))
+        np.add.at(step, (np.arange(size), hi), frac.astype(np.float64))
+        m = step @ m
+    taps = max(1, int((m != 0).sum(axis=1).max()))
+    index = np.zeros((taps, m.shape[0]), np.int32)
+    weight = np.zeros((taps, m.shape[0]), np.float32)
+    first = np.zeros(m.shape[0], np.int32)
+    last = np.zeros(m.shape[0], np.int32)
+    for i, row in enumerate(m):
+        nz = np.flatnonzero(row)
+        index[:, i] = nz[0]  # unused taps read the first source value, with weight 0
+        index[:len(nz), i] = nz
+        weight[:len(nz), i] = row[nz]
+        first[i], last[i] = nz[0], nz[-1]
+    return index, weight, first, last
+
+
+@functools.lru_cache(maxsize=64)  # images of a dataset come in a few sizes; a stream of others stays bounded
+def _taps_vars(in_size, sizes):
+    return [jt.array(a) for a in composed_taps(in_size, list(sizes))]
+
+
+def resize_argmax(logits, sizes):
+    """``argmax`` over the classes of ``logits`` (N, C, H, W) resized (bilinear, align_corners=False)
+    to each (h, w) of ``sizes`` in turn: int32 labels (N, h, w) of the last size."""
+    sizes = [(int(h), int(w)) for h, w in sizes]
+    if dispatch.resolve("resize_argmax", "auto", logits.dtype) != "fused":
+        for size in sizes:
+            logits = resize_bilinear(logits, size)
+        return logits.argmax(dim=1)[0].int32()
+    n, c, h, w = logits.shape
+    yi, yw, _, _ = _taps_vars(h, tuple(s[0] for s in sizes))
+    xi, xw, xf, xl = _taps_vars(w, tuple(s[1] for s in sizes))
+    out_h, out_w = sizes[-1]
+    args = ["in0_p", "out0_p", *NCHW, str(out_h), str(out_w), "in1_p", "in2_p", str(yi.shape[0]), "in3_p", "in4_p",
+            str(xi.shape[0]), "in5_p", "in6_p"]
+    return jt.code((n, out_h, out_w), "int32", [logits, yi, yw, xi, xw, xf, xl],
+                   cpu_header=source("resize.h"), cpu_src=call("jsn_resize::resize_argmax", args))
 
 
 # --------------------------------------------------------------------------- fused loss
