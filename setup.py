@@ -4,8 +4,10 @@ from setuptools import find_packages, setup
 
 # pip checks python_requires only after resolving (and downloading) every dependency; say it at once.
 if sys.version_info >= (3, 13):
-    sys.exit(f"jsegnext needs Python 3.8-3.12, not {sys.version.split()[0]}: Jittor 1.3.11 does not run on "
-             "Python 3.13 or later. Create the environment with python3.12 (or 3.8-3.11).")
+    sys.exit(
+        f"jsegnext needs Python 3.8-3.12, not {sys.version.split()[0]}: Jittor 1.3.11 does not run on "
+        "Python 3.13 or later. Create the environment with python3.12 (or 3.8-3.11)."
+    )
 
 setup(
     name="jsegnext",
@@ -31,7 +33,7 @@ setup(
         "scipy",  # reads SBD .mat files (VOC aug converter)
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "matplotlib"],
+        "test": ["pytest", "pytest-timeout", "matplotlib", "ruff>=0.6"],
         "cityscapes": ["cityscapesscripts"],
         "plot": ["matplotlib"],
         # ONNX export (tools/export_onnx.py) and --backend onnxruntime; never imported by the core package

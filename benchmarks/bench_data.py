@@ -10,6 +10,7 @@ Pad - through the Jittor loader for each ``--workers`` value, batches as trainin
 
 Also prints a per-transform breakdown measured in the main process.
 """
+
 import argparse
 import json
 import os
@@ -28,11 +29,16 @@ NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=
 
 
 def train_pipeline(crop):
-    return [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=True),
-            dict(type='Resize', img_scale=(2048, 512), ratio_range=(0.5, 2.0)),
-            dict(type='RandomCrop', crop_size=(crop, crop), cat_max_ratio=0.75),
-            dict(type='RandomFlip', prob=0.5), dict(type='PhotoMetricDistortion'),
-            dict(type='Normalize', **NORM), dict(type='Pad', size=(crop, crop), pad_val=0, seg_pad_val=255)]
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='Resize', img_scale=(2048, 512), ratio_range=(0.5, 2.0)),
+        dict(type='RandomCrop', crop_size=(crop, crop), cat_max_ratio=0.75),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PhotoMetricDistortion'),
+        dict(type='Normalize', **NORM),
+        dict(type='Pad', size=(crop, crop), pad_val=0, seg_pad_val=255),
+    ]
 
 
 def make_data(root, n, height, width, seed=0):
@@ -51,8 +57,13 @@ def make_data(root, n, height, width, seed=0):
         label = np.zeros((height, width), np.uint8)
         for _ in range(12):
             y, x = rng.integers(0, height), rng.integers(0, width)
-            cv2.rectangle(label, (int(x), int(y)), (int(x + rng.integers(64, 900)), int(y + rng.integers(64, 500))),
-                          int(rng.integers(1, 151)), -1)
+            cv2.rectangle(
+                label,
+                (int(x), int(y)),
+                (int(x + rng.integers(64, 900)), int(y + rng.integers(64, 500))),
+                int(rng.integers(1, 151)),
+                -1,
+            )
         assert cv2.imwrite(img_path, img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         assert cv2.imwrite(ann_path, label)
 
@@ -76,9 +87,14 @@ def bench_loader(cfg, workers, batch_size, epochs, seed=0):
     total = time.perf_counter() - start
     steady = time.perf_counter() - steady_start
     ds.reset()
-    return dict(workers=workers, images=images, seconds=round(total, 3), first_batch_s=round(first, 3),
-                images_per_s=round(images / total, 2),
-                steady_images_per_s=round(steady_images / steady, 2) if steady_images else None)
+    return dict(
+        workers=workers,
+        images=images,
+        seconds=round(total, 3),
+        first_batch_s=round(first, 3),
+        images_per_s=round(images / total, 2),
+        steady_images_per_s=round(steady_images / steady, 2) if steady_images else None,
+    )
 
 
 def profile_transforms(cfg, count):
@@ -93,6 +109,7 @@ def profile_transforms(cfg, count):
             times[k] += time.perf_counter() - t0
         t0 = time.perf_counter()
         from jsegnext.datasets import to_sample
+
         to_sample(results)
         times[-1] += time.perf_counter() - t0
     names = [c['type'] for c in cfg['pipeline']] + ['to_sample (HWC->CHW)']
@@ -118,22 +135,38 @@ def main():
         root = tmp.name
     t0 = time.perf_counter()
     make_data(root, args.num_images, *args.size)
-    print(f"data: {args.num_images} images {args.size[1]}x{args.size[0]} in {root} "
-          f"({time.perf_counter() - t0:.1f}s to generate)")
-    cfg = dict(type='ADE20KDataset', data_root=root, img_dir='images/training', ann_dir='annotations/training',
-               pipeline=train_pipeline(args.crop))
-    report = dict(cpu_count=os.cpu_count(), batch_size=args.batch_size, crop=args.crop,
-                  image_size=list(args.size), num_images=args.num_images, epochs=args.epochs,
-                  per_transform_ms=profile_transforms(cfg, min(8, args.num_images)), loader=[])
+    print(
+        f"data: {args.num_images} images {args.size[1]}x{args.size[0]} in {root} "
+        f"({time.perf_counter() - t0:.1f}s to generate)"
+    )
+    cfg = dict(
+        type='ADE20KDataset',
+        data_root=root,
+        img_dir='images/training',
+        ann_dir='annotations/training',
+        pipeline=train_pipeline(args.crop),
+    )
+    report = dict(
+        cpu_count=os.cpu_count(),
+        batch_size=args.batch_size,
+        crop=args.crop,
+        image_size=list(args.size),
+        num_images=args.num_images,
+        epochs=args.epochs,
+        per_transform_ms=profile_transforms(cfg, min(8, args.num_images)),
+        loader=[],
+    )
     print("per-transform time (ms/image, main process):")
     for name, ms in report["per_transform_ms"].items():
         print(f"  {name:<24} {ms:8.2f}")
     for workers in args.workers:
         result = bench_loader(cfg, workers, args.batch_size, args.epochs)
         report["loader"].append(result)
-        print(f"workers={workers}: {result['images_per_s']:.1f} images/s overall "
-              f"({result['images']} images in {result['seconds']:.1f}s, first batch {result['first_batch_s']:.2f}s), "
-              f"{result['steady_images_per_s']} images/s after the first batch")
+        print(
+            f"workers={workers}: {result['images_per_s']:.1f} images/s overall "
+            f"({result['images']} images in {result['seconds']:.1f}s, first batch {result['first_batch_s']:.2f}s), "
+            f"{result['steady_images_per_s']} images/s after the first batch"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

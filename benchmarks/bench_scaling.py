@@ -12,6 +12,7 @@ smallest case of the same mode and variant, and the peak resident memory of the 
 the timed iterations. If the time grows faster than the FLOPs (ms/GFLOP rising), something is
 bound by memory or does more than the FLOPs say.
 """
+
 import argparse
 import json
 import os
@@ -21,8 +22,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EVAL = ["t:256x256", "t:512x512", "t:1024x1024", "t:1024x2048", "t:2048x2048",
-        "s:512x512", "b:512x512", "l:512x512"]
+EVAL = ["t:256x256", "t:512x512", "t:1024x1024", "t:1024x2048", "t:2048x2048", "s:512x512", "b:512x512", "l:512x512"]
 TRAIN = ["t:256x256", "t:512x512", "t:1024x1024", "s:512x512", "b:512x512", "l:512x512"]
 
 
@@ -45,9 +45,21 @@ def run_case(mode, case, args, out_dir):
     variant, size = case.split(":")
     h, w = (int(v) for v in size.lower().split("x"))
     out = Path(out_dir) / f"{mode}_{variant}_{h}x{w}.json"
-    cmd = [sys.executable, str(ROOT / "tools" / "benchmark.py"), str(ROOT / "configs" / f"segnext_{variant}_ade20k.py"),
-           "--shape", str(h), str(w), "--iters", str(args.iters), "--warmup", str(args.warmup), "--no-progress",
-           "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "benchmark.py"),
+        str(ROOT / "configs" / f"segnext_{variant}_ade20k.py"),
+        "--shape",
+        str(h),
+        str(w),
+        "--iters",
+        str(args.iters),
+        "--warmup",
+        str(args.warmup),
+        "--no-progress",
+        "--json",
+        str(out),
+    ]
     if mode == "train":
         cmd += ["--train", "--batch", str(args.train_batch)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
@@ -57,26 +69,38 @@ def run_case(mode, case, args, out_dir):
         print(done.stderr[-2000:], file=sys.stderr)
         return {"mode": mode, "variant": variant, "shape": [h, w], "error": done.stderr.strip().splitlines()[-1:]}
     r = json.loads(out.read_text())
-    return {"mode": mode, "variant": variant, "shape": [h, w], "batch": r["batch"], "gflops": r["gflops"],
-            "ms": r["latency_ms"]["p50"], "ms_min": r["latency_ms"]["min"],
-            "peak_rss_mib": r["memory"]["peak_rss_bytes"] / 2 ** 20,
-            "jittor_peak_mib": (r["memory"].get("jittor_peak_bytes") or 0) / 2 ** 20,
-            "loadavg": r["machine"]["loadavg_1_5_15"]}
+    return {
+        "mode": mode,
+        "variant": variant,
+        "shape": [h, w],
+        "batch": r["batch"],
+        "gflops": r["gflops"],
+        "ms": r["latency_ms"]["p50"],
+        "ms_min": r["latency_ms"]["min"],
+        "peak_rss_mib": r["memory"]["peak_rss_bytes"] / 2**20,
+        "jittor_peak_mib": (r["memory"].get("jittor_peak_bytes") or 0) / 2**20,
+        "loadavg": r["machine"]["loadavg_1_5_15"],
+    }
 
 
 def format_table(rows):
     """Rows of the table; "growth" is ms/GFLOP relative to the smallest SegNeXt-T case of the same mode
     (size sweep) or to SegNeXt-T at 512x512 (variant sweep)."""
-    lines = ["| mode | variant | input (HxW) | GFLOPs / image | time (p50) | ms / GFLOP | time growth / FLOP growth "
-             "| peak RSS |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| mode | variant | input (HxW) | GFLOPs / image | time (p50) | ms / GFLOP | time growth / FLOP growth "
+        "| peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     ok = [r for r in rows if "error" not in r]
 
     def per_gflop(r):
         return r["ms"] / (r["gflops"] * r["batch"] * (3 if r["mode"] == "train" else 1))
 
     for r in rows:
-        label = f"| {r['mode']}{' (batch %d)' % r.get('batch', 0) if r['mode'] == 'train' else ''} | " \
-                f"{r['variant'].upper()} | {r['shape'][0]}x{r['shape'][1]} |"
+        label = (
+            f"| {r['mode']}{' (batch %d)' % r.get('batch', 0) if r['mode'] == 'train' else ''} | "
+            f"{r['variant'].upper()} | {r['shape'][0]}x{r['shape'][1]} |"
+        )
         if "error" in r:
             lines.append(f"{label} | failed: {' '.join(r['error'])} | | | |")
             continue
@@ -86,8 +110,10 @@ def format_table(rows):
         else:
             ref = next((q for q in t_rows if q["shape"] == [512, 512]), None)
         growth = f"{per_gflop(r) / per_gflop(ref):.2f}" if ref else ""
-        lines.append(f"{label} {r['gflops']:.1f} | {r['ms']:.0f} ms | {per_gflop(r):.2f} | {growth} | "
-                     f"{r['peak_rss_mib']:.0f} MiB |")
+        lines.append(
+            f"{label} {r['gflops']:.1f} | {r['ms']:.0f} ms | {per_gflop(r):.2f} | {growth} | "
+            f"{r['peak_rss_mib']:.0f} MiB |"
+        )
     return "\n".join(lines)
 
 
@@ -101,8 +127,17 @@ def main():
                 print(format_table(rows).splitlines()[-1], flush=True)
     print("\n" + format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps({"command": "python benchmarks/bench_scaling.py " + " ".join(sys.argv[1:]),
-                                               "threads": args.threads, "rows": rows}, indent=1) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "command": "python benchmarks/bench_scaling.py " + " ".join(sys.argv[1:]),
+                    "threads": args.threads,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ columns still alternate round by round.
 
 Timings alternate in rounds (benchmarks/model_timing.py); ratios are per round, median reported.
 """
+
 import argparse
 import gc
 import json
@@ -45,8 +46,9 @@ NUM_CLASSES = 150
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--eval", nargs="+", default=DEFAULT_EVAL, metavar="V:HxW",
-                   help="eval cases (variant:HxW), or 'none'")
+    p.add_argument(
+        "--eval", nargs="+", default=DEFAULT_EVAL, metavar="V:HxW", help="eval cases (variant:HxW), or 'none'"
+    )
     p.add_argument("--train", dest="train", action="store_true", default=True)
     p.add_argument("--no-train", dest="train", action="store_false")
     p.add_argument("--train-variant", default="t", choices=["t", "s", "b", "l"])
@@ -54,8 +56,11 @@ def parse_args(argv=None):
     p.add_argument("--train-batch", type=int, default=2)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     p.add_argument("--labels", action="store_true", help="also time label maps (argmax)")
-    p.add_argument("--ablation", action="store_true",
-                   help="also time jsegnext's unfused eval and the fused model on Jittor ops (folding only)")
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also time jsegnext's unfused eval and the fused model on Jittor ops (folding only)",
+    )
     p.add_argument("--torch-eval", action="store_true", help="also time PyTorch eager eval")
     p.add_argument("--threads", type=int, default=2, help="threads of every framework")
     p.add_argument("--rounds", type=int, default=5)
@@ -123,8 +128,9 @@ def jittor_model(model, variant, bases):
     from check_torch_segnext import jittor_cfg, jittor_from_torch
 
     net = jittor_from_torch(model, jittor_cfg(variant, NUM_CLASSES))
-    net.decode_head.hamburger.ham._build_bases = (
-        lambda B, S, D, R, b=bases: jt.array(np.repeat(b, B * S // b.shape[0], axis=0)))
+    net.decode_head.hamburger.ham._build_bases = lambda B, S, D, R, b=bases: jt.array(
+        np.repeat(b, B * S // b.shape[0], axis=0)
+    )
     net.eval()
     return net
 
@@ -146,8 +152,9 @@ def ort_session(model, shape, path, labels=False):
 
     wrapper = _Export(model, labels).eval()
     x = torch.zeros((1, 3) + tuple(shape))
-    torch.onnx.export(wrapper, (x,), str(path), opset_version=17, dynamo=False, input_names=["img"],
-                      output_names=["out"])
+    torch.onnx.export(
+        wrapper, (x,), str(path), opset_version=17, dynamo=False, input_names=["img"], output_names=["out"]
+    )
     model.eval()  # export restores the wrapper's (training) mode on everything inside it
     so = ort.SessionOptions()
     so.intra_op_num_threads = ARGS.threads
@@ -174,8 +181,11 @@ def eval_case(case, onnx_dir):
     with jt.no_grad():
         ours = fused.encode_decode(x).numpy()
     onnx_out = session.run(None, {"img": img})[0]
-    errors = {"jsegnext_vs_pytorch": rel_err(ours, ref), "onnxruntime_vs_pytorch": rel_err(onnx_out, ref),
-              "jsegnext_vs_onnxruntime": rel_err(ours, onnx_out)}
+    errors = {
+        "jsegnext_vs_pytorch": rel_err(ours, ref),
+        "onnxruntime_vs_pytorch": rel_err(onnx_out, ref),
+        "jsegnext_vs_onnxruntime": rel_err(ours, onnx_out),
+    }
     log("agreement (max relative error): " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
     if not np.isfinite(ref).all():
         raise SystemExit(f"{case}: the reference logits are not finite; not timing")
@@ -187,8 +197,10 @@ def eval_case(case, onnx_dir):
         out.sync()
         return out
 
-    steps = {"onnxruntime": lambda: session.run(None, {"img": img}),
-             "jsegnext": lambda: sync(_no_grad(fused.encode_decode, x))}
+    steps = {
+        "onnxruntime": lambda: session.run(None, {"img": img}),
+        "jsegnext": lambda: sync(_no_grad(fused.encode_decode, x)),
+    }
     if ARGS.ablation:
         steps["jsegnext_unfused"] = lambda: sync(_no_grad(net.encode_decode, x))
         steps["jsegnext_folded"] = lambda: sync(_with_env({"JSEGNEXT_FUSED_IMPL": "meta"}, fused.encode_decode, x))
@@ -196,23 +208,28 @@ def eval_case(case, onnx_dir):
         steps["pytorch"] = make_torch_steps(torch, tm, img, np.zeros((1, h, w), np.uint8))["eval"]
     if case in GROWTH_PAIR:
         _GROWTH_STEPS[case] = {"jsegnext": steps["jsegnext"], "onnxruntime": steps["onnxruntime"], "gflops": gflops}
-    result = {"variant": variant, "shape": [h, w], "gflops": gflops, "max_rel_err": errors,
-              "logits": alternate(steps, ARGS.rounds, ARGS.iters, ARGS.warmup, "onnxruntime", f"{case} logits", log)}
+    result = {
+        "variant": variant,
+        "shape": [h, w],
+        "gflops": gflops,
+        "max_rel_err": errors,
+        "logits": alternate(steps, ARGS.rounds, ARGS.iters, ARGS.warmup, "onnxruntime", f"{case} logits", log),
+    }
     if ARGS.labels:
-        label_session = ort_session(tm, (h, w), Path(onnx_dir) / f"segnext_{variant}_{h}x{w}_labels.onnx",
-                                    labels=True)
+        label_session = ort_session(tm, (h, w), Path(onnx_dir) / f"segnext_{variant}_{h}x{w}_labels.onnx", labels=True)
         ours = _no_grad(fused.predict_labels, x).numpy()
         theirs = label_session.run(None, {"img": img})[0]
         result["labels_agree"] = float((ours == theirs).mean())
         log(f"label maps agree on {100 * result['labels_agree']:.4f} % of the pixels")
-        label_steps = {"onnxruntime": lambda: label_session.run(None, {"img": img}),
-                       "jsegnext": lambda: sync(_no_grad(fused.predict_labels, x))}
-        result["labels"] = alternate(label_steps, ARGS.rounds, ARGS.iters, ARGS.warmup, "onnxruntime",
-                                     f"{case} labels", log)
+        label_steps = {
+            "onnxruntime": lambda: label_session.run(None, {"img": img}),
+            "jsegnext": lambda: sync(_no_grad(fused.predict_labels, x)),
+        }
+        result["labels"] = alternate(
+            label_steps, ARGS.rounds, ARGS.iters, ARGS.warmup, "onnxruntime", f"{case} labels", log
+        )
         del label_session
-    del session, fused, net, tm
-    gc.collect()
-    return result
+    return result  # its models are freed on return, except the growth pair's (timed again later)
 
 
 def _no_grad(fn, *args):
@@ -245,14 +262,29 @@ class TorchWorker:
     """A PyTorch training step (eager or torch.compile) in a process of its own, timed on request."""
 
     def __init__(self, mode):
-        argv = [sys.executable, __file__, "--torch-worker", mode, "--threads", str(ARGS.threads), "--train-variant",
-                ARGS.train_variant, "--train-batch", str(ARGS.train_batch), "--warmup", str(ARGS.warmup),
-                "--train-shape", *map(str, ARGS.train_shape)]
+        argv = [
+            sys.executable,
+            __file__,
+            "--torch-worker",
+            mode,
+            "--threads",
+            str(ARGS.threads),
+            "--train-variant",
+            ARGS.train_variant,
+            "--train-batch",
+            str(ARGS.train_batch),
+            "--warmup",
+            str(ARGS.warmup),
+            "--train-shape",
+            *map(str, ARGS.train_shape),
+        ]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         started = time.time()
         ready = self._read()
-        log(f"PyTorch {mode} worker ready after {time.time() - started:.0f} s "
-            f"(first step {ready['first_step_s']:.1f} s, then {ARGS.warmup} warm-up steps)")
+        log(
+            f"PyTorch {mode} worker ready after {time.time() - started:.0f} s "
+            f"(first step {ready['first_step_s']:.1f} s, then {ARGS.warmup} warm-up steps)"
+        )
 
     def _read(self):
         line = self.proc.stdout.readline()
@@ -288,6 +320,7 @@ def torch_worker():
         loss.backward()
         optimizer.step()
         return loss.detach()
+
     first = timed(step, 1)[0]
     timed(step, ARGS.warmup)
     print(json.dumps({"ready": True, "first_step_s": first}), flush=True)
@@ -312,49 +345,77 @@ def train_comparison():
         for worker in workers.values():
             worker.close()
     # jsegnext's time over each PyTorch column's (per round, median)
-    result["jsegnext_over"] = {name: float(np.median([1.0 / r for r in rounds]))
-                               for name, rounds in result["ratio_per_round"].items()}
+    result["jsegnext_over"] = {
+        name: float(np.median([1.0 / r for r in rounds])) for name, rounds in result["ratio_per_round"].items()
+    }
     return {"variant": variant, "shape": list(shape), "batch": batch, **result}
 
 
 # ----------------------------------------------------------------------------- report
 def format_report(results):
     m = results["machine"]
-    lines = [f"\n{m['cpu']}, {m['threads']} threads; torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
-             f"jittor {m['jittor']}; load average before {m['loadavg_before'][0]:.2f}, after "
-             f"{m['loadavg_after'][0]:.2f}"]
+    lines = [
+        f"\n{m['cpu']}, {m['threads']} threads; torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+        f"jittor {m['jittor']}; load average before {m['loadavg_before'][0]:.2f}, after "
+        f"{m['loadavg_after'][0]:.2f}"
+    ]
     if results["eval"]:
-        extra = [c for c in ("jsegnext_folded", "jsegnext_unfused", "pytorch")
-                 if c in results["eval"][0]["logits"]["median_ms"]]
-        lines += ["", "| eval, batch 1 | GFLOPs | onnxruntime | jsegnext | jsegnext / onnxruntime | "
-                  + "".join(f"{c} | " for c in extra) + "max rel. err |",
-                  "|---" * (6 + len(extra)) + "|"]
+        extra = [
+            c
+            for c in ("jsegnext_folded", "jsegnext_unfused", "pytorch")
+            if c in results["eval"][0]["logits"]["median_ms"]
+        ]
+        lines += [
+            "",
+            "| eval, batch 1 | GFLOPs | onnxruntime | jsegnext | jsegnext / onnxruntime | "
+            + "".join(f"{c} | " for c in extra)
+            + "max rel. err |",
+            "|---" * (6 + len(extra)) + "|",
+        ]
         for r in results["eval"]:
             t = r["logits"]
             ratio = t["ratio_to_onnxruntime"]
-            cells = [f"SegNeXt-{r['variant'].upper()} {r['shape'][0]}x{r['shape'][1]}", f"{r['gflops']:.1f}",
-                     f"{t['median_ms']['onnxruntime']:.1f} ms", f"{t['median_ms']['jsegnext']:.1f} ms",
-                     f"**{ratio['jsegnext']:.2f}x**"]
+            cells = [
+                f"SegNeXt-{r['variant'].upper()} {r['shape'][0]}x{r['shape'][1]}",
+                f"{r['gflops']:.1f}",
+                f"{t['median_ms']['onnxruntime']:.1f} ms",
+                f"{t['median_ms']['jsegnext']:.1f} ms",
+                f"**{ratio['jsegnext']:.2f}x**",
+            ]
             cells += [f"{t['median_ms'][c]:.1f} ms ({ratio[c]:.2f}x)" for c in extra]
             cells.append(f"{max(r['max_rel_err'].values()):.1e}")
             lines.append("| " + " | ".join(cells) + " |")
         if "labels" in results["eval"][0]:
-            lines += ["", "| label map, batch 1 | onnxruntime (+ArgMax) | jsegnext (fused resize+argmax) | ratio | "
-                      "pixels equal |", "|---|---|---|---|---|"]
+            lines += [
+                "",
+                "| label map, batch 1 | onnxruntime (+ArgMax) | jsegnext (fused resize+argmax) | ratio | "
+                "pixels equal |",
+                "|---|---|---|---|---|",
+            ]
             for r in results["eval"]:
                 t = r["labels"]
-                lines.append(f"| SegNeXt-{r['variant'].upper()} {r['shape'][0]}x{r['shape'][1]} | "
-                             f"{t['median_ms']['onnxruntime']:.1f} ms | {t['median_ms']['jsegnext']:.1f} ms | "
-                             f"{t['ratio_to_onnxruntime']['jsegnext']:.2f}x | {100 * r['labels_agree']:.3f} % |")
+                lines.append(
+                    f"| SegNeXt-{r['variant'].upper()} {r['shape'][0]}x{r['shape'][1]} | "
+                    f"{t['median_ms']['onnxruntime']:.1f} ms | {t['median_ms']['jsegnext']:.1f} ms | "
+                    f"{t['ratio_to_onnxruntime']['jsegnext']:.2f}x | {100 * r['labels_agree']:.3f} % |"
+                )
         growth = results.get("growth_t")
         if growth:
-            lines.append(f"\nSegNeXt-T 512x512 -> 1024x2048 (both in the same rounds): GFLOPs x{growth['flops']:.2f}; "
-                         + "; ".join(f"{fw} time x{growth[fw]['time']:.2f}, time growth / FLOP growth "
-                                     f"{growth[fw]['ratio']:.2f}" for fw in ("jsegnext", "onnxruntime")))
+            lines.append(
+                f"\nSegNeXt-T 512x512 -> 1024x2048 (both in the same rounds): GFLOPs x{growth['flops']:.2f}; "
+                + "; ".join(
+                    f"{fw} time x{growth[fw]['time']:.2f}, time growth / FLOP growth {growth[fw]['ratio']:.2f}"
+                    for fw in ("jsegnext", "onnxruntime")
+                )
+            )
     if results.get("train"):
         t = results["train"]
-        lines += ["", f"| training step, SegNeXt-{t['variant'].upper()} batch {t['batch']} {t['shape'][0]}x"
-                      f"{t['shape'][1]} | median | jsegnext / this |", "|---|---|---|"]
+        lines += [
+            "",
+            f"| training step, SegNeXt-{t['variant'].upper()} batch {t['batch']} {t['shape'][0]}x"
+            f"{t['shape'][1]} | median | jsegnext / this |",
+            "|---|---|---|",
+        ]
         for name, ms in t["median_ms"].items():
             ratio = "" if name == "jsegnext" else f"**{t['jsegnext_over'][name]:.2f}x**"
             lines.append(f"| {name} | {ms:.0f} ms | {ratio} |")
@@ -374,11 +435,16 @@ def growth_comparison():
     flops = big["gflops"] / small["gflops"]
     result = {"flops": flops, "rounds": ARGS.rounds}
     for fw in ("jsegnext", "onnxruntime"):
-        times = [np.asarray(timing["times_ms"][f"{fw} {c.split(':')[1]}"]).reshape(ARGS.rounds, ARGS.iters)
-                 for c in GROWTH_PAIR]
+        times = [
+            np.asarray(timing["times_ms"][f"{fw} {c.split(':')[1]}"]).reshape(ARGS.rounds, ARGS.iters)
+            for c in GROWTH_PAIR
+        ]
         per_round = np.median(times[1], axis=1) / np.median(times[0], axis=1)
-        result[fw] = {"time": float(np.median(per_round)), "ratio": float(np.median(per_round) / flops),
-                      "per_round": per_round.tolist()}
+        result[fw] = {
+            "time": float(np.median(per_round)),
+            "ratio": float(np.median(per_round) / flops),
+            "per_round": per_round.tolist(),
+        }
     return result
 
 
@@ -386,15 +452,20 @@ def main():
     import onnxruntime
 
     torch.set_num_threads(ARGS.threads)
-    results = {"command": "python benchmarks/bench_vs_onnxruntime.py " + " ".join(sys.argv[1:]),
-               "machine": machine_info(ARGS.threads, torch=torch.__version__, onnxruntime=onnxruntime.__version__,
-                                       jittor=jt.__version__),
-               "eval": [], "train": None}
+    results = {
+        "command": "python benchmarks/bench_vs_onnxruntime.py " + " ".join(sys.argv[1:]),
+        "machine": machine_info(
+            ARGS.threads, torch=torch.__version__, onnxruntime=onnxruntime.__version__, jittor=jt.__version__
+        ),
+        "eval": [],
+        "train": None,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = ARGS.onnx_dir or tmp
         Path(onnx_dir).mkdir(parents=True, exist_ok=True)
         for case in ARGS.eval:
             results["eval"].append(eval_case(case, onnx_dir))
+            gc.collect()
     results["growth_t"] = growth_comparison()
     if ARGS.train:
         results["train"] = train_comparison()

@@ -8,9 +8,11 @@ weights are copied into jsegnext and the eval outputs are compared before anythi
 Timings alternate in rounds (PyTorch block, then each jsegnext variant, repeated) so that drifting
 machine load hits every column alike; the ratio is taken per round and its median reported.
 
-Eval: batch 1 forward to full-size logits (no grad; jsegnext's fused inference copy unless --no-fuse). Train: batch 2 forward, cross entropy at full
+Eval: batch 1 forward to full-size logits (no grad; jsegnext's fused inference copy unless --no-fuse).
+Train: batch 2 forward, cross entropy at full
 size (150 classes), backward and an AdamW step (lr 6e-5, weight decay 0.01) in both frameworks.
 """
+
 import argparse
 import json
 import os
@@ -24,8 +26,12 @@ def parse_args(argv=None):
     p.add_argument("--shape", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
     p.add_argument("--train-batch", type=int, default=2)
     p.add_argument("--modes", nargs="+", default=["eval", "train"], choices=["eval", "train"])
-    p.add_argument("--strip-conv", nargs="+", default=["auto"],
-                   help="jsegnext strip-conv paths to time (auto, conv2d, kernel, fused, meta)")
+    p.add_argument(
+        "--strip-conv",
+        nargs="+",
+        default=["auto"],
+        help="jsegnext strip-conv paths to time (auto, conv2d, kernel, fused, meta)",
+    )
     p.add_argument("--no-fuse", action="store_true", help="eval: time the training graph, not the fused inference copy")
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS and torch.set_num_threads")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds")
@@ -78,14 +84,16 @@ def main():
 
     torch_model = build_torch_segnext(ARGS.variant, NUM_CLASSES, dropout_ratio=0.1)
     columns = {"pytorch": lambda: make_torch_steps(torch, torch_model, img, label)}
-    bases = nmf_bases(torch_model.decode_head.hamburger.ham_in.conv.out_channels,
-                      torch_model.decode_head.hamburger.ham.R, seed=1)
+    bases = nmf_bases(
+        torch_model.decode_head.hamburger.ham_in.conv.out_channels, torch_model.decode_head.hamburger.ham.R, seed=1
+    )
     torch_model.set_nmf_bases(bases)
     errors = {}
     for path in ARGS.strip_conv:
         model = jittor_from_torch(torch_model, jittor_cfg(ARGS.variant, NUM_CLASSES, strip_conv=path))
-        model.decode_head.hamburger.ham._build_bases = (
-            lambda B, S, D, R, b=bases: jt.array(np.repeat(b, B * S // b.shape[0], axis=0)))
+        model.decode_head.hamburger.ham._build_bases = lambda B, S, D, R, b=bases: jt.array(
+            np.repeat(b, B * S // b.shape[0], axis=0)
+        )
         net = model if ARGS.no_fuse else fuse_segmentor(model)
         errors[path] = check_outputs(torch_model, net, img)
         print(f"jsegnext[{path}] vs PyTorch, eval logits: max relative error {errors[path]:.2e}", flush=True)
@@ -94,14 +102,25 @@ def main():
         columns[f"jsegnext[{path}]"] = lambda model=model, net=net: make_jittor_steps(jt, model, img, label, net)
     steps = {name: build() for name, build in columns.items()}
 
-    results = {"command": "python benchmarks/bench_vs_torch.py " + " ".join(sys.argv[1:]),
-               "variant": ARGS.variant, "shape": [h, w], "train_batch": ARGS.train_batch,
-               "max_rel_err": errors, "modes": {},
-               "machine": machine_info(ARGS.threads, torch=torch.__version__, jittor=jt.__version__)}
+    results = {
+        "command": "python benchmarks/bench_vs_torch.py " + " ".join(sys.argv[1:]),
+        "variant": ARGS.variant,
+        "shape": [h, w],
+        "train_batch": ARGS.train_batch,
+        "max_rel_err": errors,
+        "modes": {},
+        "machine": machine_info(ARGS.threads, torch=torch.__version__, jittor=jt.__version__),
+    }
     for mode in ARGS.modes:
-        results["modes"][mode] = alternate({name: s[mode] for name, s in steps.items()}, ARGS.rounds, ARGS.iters,
-                                           ARGS.warmup, "pytorch", label=mode,
-                                           log=lambda line: print(line, flush=True))
+        results["modes"][mode] = alternate(
+            {name: s[mode] for name, s in steps.items()},
+            ARGS.rounds,
+            ARGS.iters,
+            ARGS.warmup,
+            "pytorch",
+            label=mode,
+            log=lambda line: print(line, flush=True),
+        )
     results["machine"]["loadavg_after"] = list(os.getloadavg())
     print(format_table(results))
     if ARGS.json:
@@ -111,9 +130,12 @@ def main():
 
 def format_table(results):
     h, w = results["shape"]
-    lines = [f"\nSegNeXt-{results['variant'].upper()} {h}x{w}, {results['machine']['threads']} threads "
-             f"({results['machine']['cpu']})",
-             "| | " + " | ".join(results["modes"]) + " |", "|---" * (len(results["modes"]) + 1) + "|"]
+    lines = [
+        f"\nSegNeXt-{results['variant'].upper()} {h}x{w}, {results['machine']['threads']} threads "
+        f"({results['machine']['cpu']})",
+        "| | " + " | ".join(results["modes"]) + " |",
+        "|---" * (len(results["modes"]) + 1) + "|",
+    ]
     names = list(next(iter(results["modes"].values()))["median_ms"])
     for name in names:
         cells = []

@@ -8,6 +8,7 @@ warm-up). Exits 1 if an error exceeds ``--tol``. Needs ``pip install -e ".[deplo
     python benchmarks/check_onnx.py [--variants t s b l] [--shapes 512x512 200x328 1024x2048]
                                     [--repeat 3] [--tol 1e-4] [--json out.json]
 """
+
 import argparse
 import json
 import statistics
@@ -29,9 +30,16 @@ HEAD = {"t": (256, 16), "s": (256, 16), "b": (512, 64), "l": (1024, 64)}  # ham 
 def variant_cfg(variant, num_classes=150, nmf_seed=0):
     s = MSCAN_SETTINGS[variant]
     channels, rank = HEAD[variant]
-    return dict(backbone=dict(s), decode_head=dict(in_channels=s["embed_dims"][1:], channels=channels,
-                                                   ham_channels=channels, num_classes=num_classes,
-                                                   ham_kwargs=dict(MD_R=rank, seed=nmf_seed)))
+    return dict(
+        backbone=dict(s),
+        decode_head=dict(
+            in_channels=s["embed_dims"][1:],
+            channels=channels,
+            ham_channels=channels,
+            num_classes=num_classes,
+            ham_kwargs=dict(MD_R=rank, seed=nmf_seed),
+        ),
+    )
 
 
 def sensitive_weights_(model, seed=0, layer_scale=(0.05, 0.2)):
@@ -74,8 +82,12 @@ def check_variant(variant, shapes, repeat, workdir):
     path = Path(workdir) / f"segnext_{variant}.onnx"
     start = time.perf_counter()
     export_onnx(model, path, dynamic=True)
-    row = dict(variant=variant, export_s=round(time.perf_counter() - start, 2),
-               file_mb=round(path.stat().st_size / 1e6, 1), shapes={})
+    row = dict(
+        variant=variant,
+        export_s=round(time.perf_counter() - start, 2),
+        file_mb=round(path.stat().st_size / 1e6, 1),
+        shapes={},
+    )
     session = OnnxSegmentor(path)
     for h, w in shapes:
         image = np.random.default_rng(h * w).standard_normal((1, 3, h, w)).astype(np.float32)
@@ -108,9 +120,12 @@ def main(argv=None):
             rows.append(row)
             for shape, r in row["shapes"].items():
                 worst = max(worst, r["rel_error"])
-                print(f"SegNeXt-{variant.upper()} {shape:>9}: rel error {r['rel_error']:.2e}  "
-                      f"jittor {r['jittor_s']:.3f}s  onnxruntime {r['onnxruntime_s']:.3f}s  "
-                      f"(file {row['file_mb']} MB, export {row['export_s']}s)", flush=True)
+                print(
+                    f"SegNeXt-{variant.upper()} {shape:>9}: rel error {r['rel_error']:.2e}  "
+                    f"jittor {r['jittor_s']:.3f}s  onnxruntime {r['onnxruntime_s']:.3f}s  "
+                    f"(file {row['file_mb']} MB, export {row['export_s']}s)",
+                    flush=True,
+                )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     print(f"worst relative error {worst:.2e} (tolerance {args.tol:g}): {'ok' if worst <= args.tol else 'FAILED'}")

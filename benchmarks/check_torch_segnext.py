@@ -15,6 +15,7 @@ Errors are max |a − b| / max |b| per array. Exits 1 if any exceeds ``--tol`` (
 
     python benchmarks/check_torch_segnext.py [--fixtures DIR] [--strip-conv auto] [--tol 1e-3]
 """
+
 import argparse
 import os
 import re
@@ -22,13 +23,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch  # noqa: E402  (after jsegnext)
 
 import jsegnext  # noqa: F401  (sets FIX_TORCH_ERROR=0 etc. before Jittor, and before torch, load)
 from jsegnext.models import build_segmentor
 from jsegnext.runtime import jt
 from jsegnext.weights import load_state
-
-import torch  # noqa: E402  (after jsegnext)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from torch_segnext import VARIANTS, build_torch_segnext, load_reference_checkpoint  # noqa: E402
@@ -52,22 +52,40 @@ def to_numpy(x):
 
 
 # ----------------------------------------------------------------------------- model helpers
-def jittor_cfg(variant="t", num_classes=150, strip_conv="auto", dropout_ratio=0.1, drop_path_rate=0.0,
-               grad_mode="unrolled", **overrides):
+def jittor_cfg(
+    variant="t",
+    num_classes=150,
+    strip_conv="auto",
+    dropout_ratio=0.1,
+    drop_path_rate=0.0,
+    grad_mode="unrolled",
+    **overrides,
+):
     """The jsegnext model config matching ``build_torch_segnext`` with the same arguments."""
     s = dict(VARIANTS[variant], **overrides)
     return dict(
-        backbone=dict(embed_dims=list(s["embed_dims"]), depths=list(s["depths"]), mlp_ratios=list(s["mlp_ratios"]),
-                      drop_path_rate=drop_path_rate, strip_conv=strip_conv),
-        decode_head=dict(in_channels=list(s["embed_dims"][1:]), in_index=[1, 2, 3], channels=s["channels"],
-                         ham_channels=s["channels"], num_classes=num_classes, dropout_ratio=dropout_ratio,
-                         norm_groups=32, ham_kwargs=dict(MD_R=s["rank"], train_steps=6, eval_steps=7,
-                                                         grad_mode=grad_mode)))
+        backbone=dict(
+            embed_dims=list(s["embed_dims"]),
+            depths=list(s["depths"]),
+            mlp_ratios=list(s["mlp_ratios"]),
+            drop_path_rate=drop_path_rate,
+            strip_conv=strip_conv,
+        ),
+        decode_head=dict(
+            in_channels=list(s["embed_dims"][1:]),
+            in_index=[1, 2, 3],
+            channels=s["channels"],
+            ham_channels=s["channels"],
+            num_classes=num_classes,
+            dropout_ratio=dropout_ratio,
+            norm_groups=32,
+            ham_kwargs=dict(MD_R=s["rank"], train_steps=6, eval_steps=7, grad_mode=grad_mode),
+        ),
+    )
 
 
 def torch_state_numpy(model):
-    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()
-            if not k.endswith("num_batches_tracked")}
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
 def jittor_from_torch(torch_model, cfg):
@@ -82,8 +100,9 @@ def fix_bases(torch_model, jittor_model, bases):
     bases = np.asarray(bases, dtype=np.float32)
     torch_model.set_nmf_bases(bases)
     if jittor_model is not None:
-        jittor_model.decode_head.hamburger.ham._build_bases = (
-            lambda B, S, D, R: jt.array(np.repeat(bases, B * S // bases.shape[0], axis=0)))
+        jittor_model.decode_head.hamburger.ham._build_bases = lambda B, S, D, R: jt.array(
+            np.repeat(bases, B * S // bases.shape[0], axis=0)
+        )
 
 
 def randomize_(model, seed=0):
@@ -128,8 +147,13 @@ def eval_outputs_torch(model, img):
     finally:
         handle.remove()
     out = {f"feats_{i}": to_numpy(f) for i, f in enumerate(feats)}
-    out.update(ham_in=to_numpy(captured["ham_in"]), ham_out=to_numpy(captured["ham_out"]), head_logits=to_numpy(head),
-               full=to_numpy(full), full_direct=to_numpy(full_direct))
+    out.update(
+        ham_in=to_numpy(captured["ham_in"]),
+        ham_out=to_numpy(captured["ham_out"]),
+        head_logits=to_numpy(head),
+        full=to_numpy(full),
+        full_direct=to_numpy(full_direct),
+    )
     return out
 
 
@@ -173,7 +197,9 @@ def train_step_torch(model, img, label):
 def train_step_jittor(model, img, label):
     model.train()
     loss = model.loss(jt.array(img), jt.array(label.astype(np.int32)))
-    names, params = zip(*[(n, p) for n, p in model.named_parameters() if not n.endswith(("running_mean", "running_var"))])
+    names, params = zip(
+        *[(n, p) for n, p in model.named_parameters() if not n.endswith(("running_mean", "running_var"))]
+    )
     grads = jt.grad(loss, list(params))
     return float(loss.item()), {n: g.numpy() for n, g in zip(names, grads)}
 
@@ -192,8 +218,12 @@ def compare_training(torch_model, jittor_model, img, label):
     errs = {n: rel_err(j_grads[n], t_grads[n]) for n in t_grads if n not in before_bn}
     worst = max(errs, key=errs.get)
     noise = max(max(np.abs(t_grads[n]).max(), np.abs(j_grads[n]).max()) for n in before_bn) / scale
-    return ({"loss": abs(t_loss - j_loss) / abs(t_loss), "grad_worst": errs[worst], "bn_fed_bias_grad": noise},
-            worst, t_loss, j_loss)
+    return (
+        {"loss": abs(t_loss - j_loss) / abs(t_loss), "grad_worst": errs[worst], "bn_fed_bias_grad": noise},
+        worst,
+        t_loss,
+        j_loss,
+    )
 
 
 def random_batch(shape, num_classes, seed=0):
@@ -241,8 +271,10 @@ def main(argv=None):
     img = np.load(fx / "segnext_t_ade_input.npy")
     bases = np.load(fx / "segnext_t_ade_bases.npy")
     t_model = build_torch_segnext("t", num_classes=150)
-    print(f"torch {torch.__version__}, jittor {jt.__version__} ({jsegnext.device_name()}), "
-          f"load_state_dict(strict=True): {load_reference_checkpoint(t_model, fx / 'segnext_t_ade.pth')}")
+    print(
+        f"torch {torch.__version__}, jittor {jt.__version__} ({jsegnext.device_name()}), "
+        f"load_state_dict(strict=True): {load_reference_checkpoint(t_model, fx / 'segnext_t_ade.pth')}"
+    )
     t_model.eval()
     fix_bases(t_model, None, bases)
     t_out = eval_outputs_torch(t_model, img)
@@ -250,12 +282,14 @@ def main(argv=None):
 
     j_model = build_segmentor(jittor_cfg("t", strip_conv=args.strip_conv))
     from jsegnext.weights import load_checkpoint
+
     load_checkpoint(j_model, fx / "segnext_t_ade.pth", require_head=True)
     j_model.eval()
     fix_bases(t_model, j_model, bases)
     j_out = eval_outputs_jittor(j_model, img)
-    failures += report(f"torch vs jsegnext (eval, strip_conv={args.strip_conv}):", compare_outputs(j_out, t_out),
-                       args.tol)
+    failures += report(
+        f"torch vs jsegnext (eval, strip_conv={args.strip_conv}):", compare_outputs(j_out, t_out), args.tol
+    )
 
     # training mode, deterministic (no dropout, no drop path): BN batch statistics, 6 NMF steps, gradients
     h, w = (int(v) for v in args.train_size.split("x"))
@@ -265,15 +299,20 @@ def main(argv=None):
     fix_bases(t_train, j_train, bases)
     timg, tlabel = random_batch((2, 3, h, w), 150)
     errs, worst, t_loss, j_loss = compare_training(t_train, j_train, timg, tlabel)
-    failures += report(f"torch vs jsegnext (train, 2x3x{h}x{w}, loss {t_loss:.5f} / {j_loss:.5f}, "
-                       f"worst gradient {worst}):", errs, args.tol)
+    failures += report(
+        f"torch vs jsegnext (train, 2x3x{h}x{w}, loss {t_loss:.5f} / {j_loss:.5f}, worst gradient {worst}):",
+        errs,
+        args.tol,
+    )
 
     # training mode with dropout and drop path: backward works
     t_drop = build_torch_segnext("t", num_classes=150, drop_path_rate=0.1)
     load_reference_checkpoint(t_drop, fx / "segnext_t_ade.pth")
     loss, ok = smoke_backward(t_drop, timg, tlabel)
-    print(f"torch train forward+backward with dropout 0.1 / drop path 0.1, random bases: loss {loss:.4f}, "
-          f"gradients finite and non-zero: {ok}")
+    print(
+        f"torch train forward+backward with dropout 0.1 / drop path 0.1, random bases: loss {loss:.4f}, "
+        f"gradients finite and non-zero: {ok}"
+    )
     if not ok:
         failures.append("backward")
 

@@ -5,6 +5,7 @@ pass the frameworks in. A *step* is a function running one iteration to completi
 Timings alternate in rounds (every column's block once per round, in order), so that drifting machine
 load hits all columns alike; ratios are taken per round and their median reported.
 """
+
 import os
 import platform
 import time
@@ -48,11 +49,13 @@ def alternate(steps, rounds, iters, warmup, reference, label="", log=print):
         for name in ratios:
             ratios[name].append(medians[name] / medians[reference])
         log(f"{label} round {r + 1}/{rounds}: " + "  ".join(f"{n} {m * 1e3:.1f} ms" for n, m in medians.items()))
-    return {"median_ms": {n: float(np.median(t) * 1e3) for n, t in times.items()},
-            "min_ms": {n: float(np.min(t) * 1e3) for n, t in times.items()},
-            f"ratio_to_{reference}": {n: float(np.median(r)) for n, r in ratios.items()},
-            "ratio_per_round": ratios,
-            "times_ms": {n: [float(v * 1e3) for v in t] for n, t in times.items()}}
+    return {
+        "median_ms": {n: float(np.median(t) * 1e3) for n, t in times.items()},
+        "min_ms": {n: float(np.min(t) * 1e3) for n, t in times.items()},
+        f"ratio_to_{reference}": {n: float(np.median(r)) for n, r in ratios.items()},
+        "ratio_per_round": ratios,
+        "times_ms": {n: [float(v * 1e3) for v in t] for n, t in times.items()},
+    }
 
 
 def cpu_model():
@@ -65,8 +68,14 @@ def cpu_model():
 
 
 def machine_info(threads, **versions):
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
-            **versions, "loadavg_before": list(os.getloadavg())}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        **versions,
+        "loadavg_before": list(os.getloadavg()),
+    }
 
 
 # ----------------------------------------------------------------------------- step builders
@@ -89,6 +98,7 @@ def make_torch_steps(torch, model, img, label, forward="forward_full"):
         loss.backward()
         optimizer.step()
         return loss.detach()
+
     return {"eval": eval_step, "train": train_step}
 
 
@@ -115,4 +125,5 @@ def make_jittor_steps(jt, model, img, label, eval_model=None):
         optimizer.step(loss)
         jt.sync_all(True)
         return loss
+
     return {"eval": eval_step, "train": train_step}

@@ -3,6 +3,7 @@
 Times are per call in milliseconds, ``jt.sync_all(True)`` before and after each timed call, warm-up
 calls (which include JIT compilation) excluded.
 """
+
 import json
 import os
 import sys
@@ -15,8 +16,9 @@ def add_arguments(parser, iters, warmup):
     parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--stat", default="median", choices=["median", "min"], help="statistic shown in the tables")
     parser.add_argument("--threads", type=int, default=None, help="set OMP_NUM_THREADS before Jittor starts")
-    parser.add_argument("--json", default=None,
-                        help="also write all results (median and min) to this file ('-': stdout)")
+    parser.add_argument(
+        "--json", default=None, help="also write all results (median and min) to this file ('-': stdout)"
+    )
 
 
 def start(args):
@@ -46,12 +48,14 @@ def timer(jt, fn, iters, warmup):
 
 def forward_and_backward(jt, forward, inputs, gy, iters, warmup):
     """Times of ``forward()`` ('fwd') and of it plus ``jt.grad((y * gy).sum(), inputs)`` ('fwd_bwd')."""
+
     def fwd():
         forward().sync()
 
     def fwd_bwd():
         y = forward()
         jt.sync(jt.grad((y * gy).sum(), inputs))
+
     return {"fwd": timer(jt, fwd, iters, warmup), "fwd_bwd": timer(jt, fwd_bwd, iters, warmup)}
 
 

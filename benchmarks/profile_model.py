@@ -12,6 +12,7 @@ groups by what they contain). Op time is the time inside the ops; the step time 
 holds graph building and scheduling in Python. Eval steps also report the wall time of each part of the
 forward (backbone stages, decode head, final resize) measured with a sync after each.
 """
+
 import argparse
 import json
 import os
@@ -128,6 +129,7 @@ def build(args):
             loss = model.loss(img, label)
             optimizer.step(loss)
             jt.sync_all(True)
+
         return step, None
     model.eval()
     if args.no_fuse:
@@ -157,6 +159,7 @@ def build(args):
             t3 = time.perf_counter()
         times.update({"backbone": (t1 - t0) * 1e3, "decode head": (t2 - t1) * 1e3, "final resize": (t3 - t2) * 1e3})
         return times
+
     return step, parts
 
 
@@ -175,8 +178,10 @@ def main(args):
     kinds, ops = breakdown(report, args.iters)
     total = sum(ms for ms, _ in kinds.values())
     mode = "train step" if args.train else ("eval, unfused" if args.no_fuse else "eval, fused")
-    print(f"\n{args.config}, {mode}, batch {args.batch}, {args.shape[0]}x{args.shape[1]}, "
-          f"{args.threads} threads; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"\n{args.config}, {mode}, batch {args.batch}, {args.shape[0]}x{args.shape[1]}, "
+        f"{args.threads} threads; load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"step (wall, median of {args.iters}): {np.median(walls):.1f} ms; op time {total:.1f} ms per step\n")
     print("| kind | ms / step | share | calls / step |\n|---|---|---|---|")
     for kind, (ms, calls) in kinds.items():
@@ -185,18 +190,33 @@ def main(args):
     if parts is not None:
         section = [parts() for _ in range(args.iters)]
         section = {k: float(np.median([s[k] for s in section])) for k in section[0]}
-        print("\nwall time by part (ms, synchronised after each): " +
-              ", ".join(f"{k} {v:.1f}" for k, v in section.items()))
+        print(
+            "\nwall time by part (ms, synchronised after each): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in section.items())
+        )
     if args.top:
         print(f"\ntop {args.top} ops:\n| ms / step | calls | kind | op |\n|---|---|---|---|")
-        for ms, calls, kind, name in ops[:args.top]:
+        for ms, calls, kind, name in ops[: args.top]:
             print(f"| {ms:.2f} | {calls:.0f} | {kind} | {name} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "command": "python benchmarks/profile_model.py " + " ".join(sys.argv[1:]), "mode": mode,
-            "shape": args.shape, "batch": args.batch, "threads": args.threads, "wall_ms": walls,
-            "op_ms": total, "kinds": {k: {"ms": v[0], "calls": v[1]} for k, v in kinds.items()},
-            "parts_ms": section, "top_ops": ops[:max(args.top, 20)], "loadavg": os.getloadavg()}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "command": "python benchmarks/profile_model.py " + " ".join(sys.argv[1:]),
+                    "mode": mode,
+                    "shape": args.shape,
+                    "batch": args.batch,
+                    "threads": args.threads,
+                    "wall_ms": walls,
+                    "op_ms": total,
+                    "kinds": {k: {"ms": v[0], "calls": v[1]} for k, v in kinds.items()},
+                    "parts_ms": section,
+                    "top_ops": ops[: max(args.top, 20)],
+                    "loadavg": os.getloadavg(),
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ repeated over the batch) or replace ``model.decode_head.hamburger.ham._build_bas
 reference tests do. Gradients flow through every NMF update (``grad_mode='unrolled'``, the
 reference); ``'one_step'`` differentiates only the last coefficient update (HamNet / JSeg).
 """
+
 import math
 
 import torch
@@ -26,14 +27,38 @@ import torch.nn.functional as F
 
 #: Per variant: MSCAN settings and decoder (channels = ham_channels, NMF rank).
 VARIANTS = {
-    "t": dict(embed_dims=(32, 64, 160, 256), depths=(3, 3, 5, 2), mlp_ratios=(8, 8, 4, 4),
-              drop_path_rate=0.1, channels=256, rank=16),
-    "s": dict(embed_dims=(64, 128, 320, 512), depths=(2, 2, 4, 2), mlp_ratios=(8, 8, 4, 4),
-              drop_path_rate=0.1, channels=256, rank=16),
-    "b": dict(embed_dims=(64, 128, 320, 512), depths=(3, 3, 12, 3), mlp_ratios=(8, 8, 4, 4),
-              drop_path_rate=0.1, channels=512, rank=64),
-    "l": dict(embed_dims=(64, 128, 320, 512), depths=(3, 5, 27, 3), mlp_ratios=(8, 8, 4, 4),
-              drop_path_rate=0.3, channels=1024, rank=64),
+    "t": dict(
+        embed_dims=(32, 64, 160, 256),
+        depths=(3, 3, 5, 2),
+        mlp_ratios=(8, 8, 4, 4),
+        drop_path_rate=0.1,
+        channels=256,
+        rank=16,
+    ),
+    "s": dict(
+        embed_dims=(64, 128, 320, 512),
+        depths=(2, 2, 4, 2),
+        mlp_ratios=(8, 8, 4, 4),
+        drop_path_rate=0.1,
+        channels=256,
+        rank=16,
+    ),
+    "b": dict(
+        embed_dims=(64, 128, 320, 512),
+        depths=(3, 3, 12, 3),
+        mlp_ratios=(8, 8, 4, 4),
+        drop_path_rate=0.1,
+        channels=512,
+        rank=64,
+    ),
+    "l": dict(
+        embed_dims=(64, 128, 320, 512),
+        depths=(3, 5, 27, 3),
+        mlp_ratios=(8, 8, 4, 4),
+        drop_path_rate=0.3,
+        channels=1024,
+        rank=64,
+    ),
 }
 IGNORE_INDEX = 255
 
@@ -279,8 +304,17 @@ class Hamburger(nn.Module):
 class LightHamHead(nn.Module):
     """Resize stages ``in_index`` to the first one's size, concatenate → squeeze → Hamburger → align → classify."""
 
-    def __init__(self, in_channels, in_index=(1, 2, 3), channels=512, ham_channels=512, num_classes=150,
-                 dropout_ratio=0.1, norm_groups=32, ham_kwargs=None):
+    def __init__(
+        self,
+        in_channels,
+        in_index=(1, 2, 3),
+        channels=512,
+        ham_channels=512,
+        num_classes=150,
+        dropout_ratio=0.1,
+        norm_groups=32,
+        ham_kwargs=None,
+    ):
         super().__init__()
         self.in_index = list(in_index)
         self.squeeze = ConvModule(sum(in_channels), ham_channels, num_groups=norm_groups)
@@ -328,19 +362,33 @@ class TorchSegNeXt(nn.Module):
         ham.fixed_bases = None if bases is None else torch.as_tensor(bases, dtype=torch.float32)
 
 
-def build_torch_segnext(variant="t", num_classes=150, drop_path_rate=0.0, dropout_ratio=0.1, norm_groups=32,
-                        grad_mode="unrolled", **overrides):
+def build_torch_segnext(
+    variant="t",
+    num_classes=150,
+    drop_path_rate=0.0,
+    dropout_ratio=0.1,
+    norm_groups=32,
+    grad_mode="unrolled",
+    **overrides,
+):
     """SegNeXt-T/S/B/L in PyTorch. ``overrides`` replace entries of ``VARIANTS[variant]``
     (embed_dims, depths, mlp_ratios, channels, rank) — e.g. for tiny test models."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     s = dict(VARIANTS[variant], **overrides)
-    backbone = dict(embed_dims=s["embed_dims"], depths=s["depths"], mlp_ratios=s["mlp_ratios"],
-                    drop_path_rate=drop_path_rate)
-    head = dict(in_channels=list(s["embed_dims"][1:]), in_index=(1, 2, 3), channels=s["channels"],
-                ham_channels=s["channels"], num_classes=num_classes, dropout_ratio=dropout_ratio,
-                norm_groups=norm_groups,
-                ham_kwargs=dict(MD_S=1, MD_R=s["rank"], train_steps=6, eval_steps=7, inv_t=1, grad_mode=grad_mode))
+    backbone = dict(
+        embed_dims=s["embed_dims"], depths=s["depths"], mlp_ratios=s["mlp_ratios"], drop_path_rate=drop_path_rate
+    )
+    head = dict(
+        in_channels=list(s["embed_dims"][1:]),
+        in_index=(1, 2, 3),
+        channels=s["channels"],
+        ham_channels=s["channels"],
+        num_classes=num_classes,
+        dropout_ratio=dropout_ratio,
+        norm_groups=norm_groups,
+        ham_kwargs=dict(MD_S=1, MD_R=s["rank"], train_steps=6, eval_steps=7, inv_t=1, grad_mode=grad_mode),
+    )
     return TorchSegNeXt(backbone, head)
 
 
@@ -349,7 +397,7 @@ def load_reference_checkpoint(model, path, strict=True):
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return model.load_state_dict(state, strict=strict)
 
 
@@ -370,5 +418,7 @@ if __name__ == "__main__":  # quick smoke run: python benchmarks/torch_segnext.p
         t0 = time.perf_counter()
         out = net.forward_full(x)
         dt = time.perf_counter() - t0
-    print(f"SegNeXt-{variant.upper()}: {count_params(net) / 1e6:.2f} M params, {tuple(out.shape)}, "
-          f"{dt * 1e3:.1f} ms ({math.prod(x.shape[2:])} px)")
+    print(
+        f"SegNeXt-{variant.upper()}: {count_params(net) / 1e6:.2f} M params, {tuple(out.shape)}, "
+        f"{dt * 1e3:.1f} ms ({math.prod(x.shape[2:])} px)"
+    )

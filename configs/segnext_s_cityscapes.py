@@ -3,9 +3,12 @@
 Published mIoU (single-scale / multi-scale + flip): 81.3 / 82.7.
 See every resolved setting with: python tools/print_config.py configs/segnext_s_cityscapes.py
 """
+
 _base_ = [
-    '_base_/models/segnext_s.py', '_base_/datasets/cityscapes.py',
-    '_base_/schedules/adamw_poly.py', '_base_/schedules/schedule_160k.py', '_base_/default_runtime.py',
+    '_base_/models/segnext_s.py',
+    '_base_/datasets/cityscapes.py',
+    '_base_/schedules/adamw_poly.py',
+    '_base_/schedules/schedule_160k.py',
+    '_base_/default_runtime.py',
 ]
-model = dict(decode_head=dict(num_classes=19),
-             test_cfg=dict(mode='slide', crop_size=(1024, 1024), stride=(768, 768)))
+model = dict(decode_head=dict(num_classes=19), test_cfg=dict(mode='slide', crop_size=(1024, 1024), stride=(768, 768)))

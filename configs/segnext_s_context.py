@@ -3,9 +3,12 @@
 Published mIoU (single-scale / multi-scale + flip): 54.2 / 56.1.
 See every resolved setting with: python tools/print_config.py configs/segnext_s_context.py
 """
+
 _base_ = [
-    '_base_/models/segnext_s.py', '_base_/datasets/context.py',
-    '_base_/schedules/adamw_poly.py', '_base_/schedules/schedule_80k.py', '_base_/default_runtime.py',
+    '_base_/models/segnext_s.py',
+    '_base_/datasets/context.py',
+    '_base_/schedules/adamw_poly.py',
+    '_base_/schedules/schedule_80k.py',
+    '_base_/default_runtime.py',
 ]
-model = dict(decode_head=dict(num_classes=59),
-             test_cfg=dict(mode='slide', crop_size=(480, 480), stride=(320, 320)))
+model = dict(decode_head=dict(num_classes=59), test_cfg=dict(mode='slide', crop_size=(480, 480), stride=(320, 320)))

@@ -3,8 +3,12 @@
 Published mIoU (single-scale / multi-scale + flip): 41.1 / 42.2.
 See every resolved setting with: python tools/print_config.py configs/segnext_t_ade20k.py
 """
+
 _base_ = [
-    '_base_/models/segnext_t.py', '_base_/datasets/ade20k.py',
-    '_base_/schedules/adamw_poly.py', '_base_/schedules/schedule_160k.py', '_base_/default_runtime.py',
+    '_base_/models/segnext_t.py',
+    '_base_/datasets/ade20k.py',
+    '_base_/schedules/adamw_poly.py',
+    '_base_/schedules/schedule_160k.py',
+    '_base_/default_runtime.py',
 ]
 model = dict(decode_head=dict(num_classes=150))

@@ -32,8 +32,9 @@ model = dict(
         num_classes=5,
         dropout_ratio=0.1,
         norm_groups=32,
-        ham_kwargs=dict(MD_S=1, MD_R=16, train_steps=6, eval_steps=7, inv_t=1, rand_init=True,
-                        grad_mode='unrolled', seed=0),
+        ham_kwargs=dict(
+            MD_S=1, MD_R=16, train_steps=6, eval_steps=7, inv_t=1, rand_init=True, grad_mode='unrolled', seed=0
+        ),
     ),
     test_cfg=dict(mode='whole'),
 )
@@ -63,20 +64,41 @@ data = dict(
     batch_size=8,
     num_workers=2,
     # num_train / num_val / image_size: what is generated into data_root on first use
-    train=dict(type=dataset_type, data_root=data_root, img_dir='images/train', ann_dir='annotations/train',
-               num_train=400, num_val=60, image_size=128, pipeline=train_pipeline),
-    val=dict(type=dataset_type, data_root=data_root, img_dir='images/val', ann_dir='annotations/val',
-             num_train=400, num_val=60, image_size=128, pipeline=test_pipeline),
+    train=dict(
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='images/train',
+        ann_dir='annotations/train',
+        num_train=400,
+        num_val=60,
+        image_size=128,
+        pipeline=train_pipeline,
+    ),
+    val=dict(
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='images/val',
+        ann_dir='annotations/val',
+        num_train=400,
+        num_val=60,
+        image_size=128,
+        pipeline=test_pipeline,
+    ),
 )
 
 # ----------------------------------------------------------------------------- schedule
 optimizer = dict(
-    type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=0.01,
-    paramwise_cfg=dict(custom_keys={
-        'pos_block': dict(decay_mult=0.0),
-        'norm': dict(decay_mult=0.0),
-        'head': dict(lr_mult=1.0),
-    }),
+    type='AdamW',
+    lr=2e-3,
+    betas=(0.9, 0.999),
+    weight_decay=0.01,
+    paramwise_cfg=dict(
+        custom_keys={
+            'pos_block': dict(decay_mult=0.0),
+            'norm': dict(decay_mult=0.0),
+            'head': dict(lr_mult=1.0),
+        }
+    ),
 )
 lr_config = dict(policy='poly', power=1.0, min_lr=0.0, warmup='linear', warmup_iters=50, warmup_ratio=1e-3)
 runner = dict(max_iters=700)

@@ -1,4 +1,5 @@
 """High-level entry points: build a model from a config and a checkpoint, segment an image."""
+
 import os
 
 import numpy as np
@@ -65,14 +66,18 @@ def _as_bgr_image(image):
     if isinstance(image, (str, os.PathLike)):
         return read_image(os.fspath(image)), os.fspath(image)
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"inference_model: expected one image, a file path or an HxWx3 uint8 BGR array, got a "
-                        f"{type(image).__name__}" + ("; call it once per image" if isinstance(image, (list, tuple)) else ""))
+        raise TypeError(
+            f"inference_model: expected one image, a file path or an HxWx3 uint8 BGR array, got a "
+            f"{type(image).__name__}" + ("; call it once per image" if isinstance(image, (list, tuple)) else "")
+        )
     if image.size == 0:
         raise ValueError(f"inference_model: the image array is empty (shape {image.shape})")
     if image.dtype != np.uint8:
-        raise ValueError(f"inference_model: the image array is {image.dtype}; expected uint8 BGR (0..255, as "
-                         "cv2.imread gives). Convert it first, e.g. (img * 255).round().astype(np.uint8) for floats "
-                         "in 0..1, (img >> 8).astype(np.uint8) for 16-bit")
+        raise ValueError(
+            f"inference_model: the image array is {image.dtype}; expected uint8 BGR (0..255, as "
+            "cv2.imread gives). Convert it first, e.g. (img * 255).round().astype(np.uint8) for floats "
+            "in 0..1, (img >> 8).astype(np.uint8) for 16-bit"
+        )
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
         return np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=2), None  # grey: B = G = R
     if image.ndim != 3 or image.shape[2] != 3:
@@ -94,7 +99,7 @@ def inference_model(model, image, ms_flip=False):
     img, name = _as_bgr_image(image)
     pipeline_cfg = [t for t in model.cfg.test_pipeline if t["type"] != "LoadImageFromFile"]
     views = []
-    for ratio in (MS_RATIOS if ms_flip else (1.0,)):
+    for ratio in MS_RATIOS if ms_flip else (1.0,):
         results = dict(filename=name, img=img, ori_shape=img.shape, img_shape=img.shape, pad_shape=img.shape)
         cfg = scaled_pipeline(pipeline_cfg, ratio) if ms_flip else pipeline_cfg
         views.append(to_sample(build_pipeline(cfg)(results))["img"])

@@ -15,7 +15,8 @@ dicts and ``OrderedDict``, lists, tuples, sets, strings, numbers, ``None``; NumP
 scalars (the ``numpy.core`` and ``numpy._core`` spellings, so NumPy 1 and 2 files both load);
 ``_codecs.encode`` (how protocol-2 pickles store bytes); PyTorch's tensor and parameter rebuild
 functions and storage types, and ``jittor.Var``, which are interpreted here as plain data and become
-NumPy arrays (neither PyTorch nor Jittor is asked to build anything); mmengine's ``HistoryBuffer``, kept as an inert record. Any other
+NumPy arrays (neither PyTorch nor Jittor is asked to build anything); mmengine's ``HistoryBuffer``,
+kept as an inert record. Any other
 global is refused before anything is built: ``evil.pth: refused: it references posix.system,
 which no checkpoint contains``. Nothing in a file is ever called.
 
@@ -33,6 +34,7 @@ carry code, whatever the name (jsegnext keeps its ``.pkl`` names: ``iter_N.pkl``
 Files are written atomically (:func:`atomic_write_bytes`: temporary file, fsync, rename, fsync of
 the folder): a reader sees the old file or the complete new one.
 """
+
 import collections
 import hashlib
 import io
@@ -49,12 +51,21 @@ from .errors import CheckpointError
 FORMAT_VERSION = 2
 JITTOR_TRAILER = b"HCAJSLHD"  # jt.save: pickle + sha1 + this
 _SHA1 = 20
-_TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _TENSOR_REF = "@tensor"
 _MAX_HEADER = 100 << 20
 
-__all__ = ["load", "save", "read_metadata", "is_complete", "detect_format", "atomic_write_bytes", "temp_name",
-           "fsync_dir", "CheckpointError"]
+__all__ = [
+    "load",
+    "save",
+    "read_metadata",
+    "is_complete",
+    "detect_format",
+    "atomic_write_bytes",
+    "temp_name",
+    "fsync_dir",
+    "CheckpointError",
+]
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -145,8 +156,12 @@ def encode(obj):
             raise TypeError(f"state_dict[{name!r}]: a checkpoint holds numeric arrays under plain names")
         tensors[str(name)] = stored
     rest = _to_json({k: v for k, v in obj.items() if k != "state_dict"}, (), tensors)
-    metadata = {"format": "jsegnext", "format_version": str(FORMAT_VERSION),
-                "jsegnext": json.dumps(rest), "sha256": _tensor_digest(tensors)}
+    metadata = {
+        "format": "jsegnext",
+        "format_version": str(FORMAT_VERSION),
+        "jsegnext": json.dumps(rest),
+        "sha256": _tensor_digest(tensors),
+    }
     return safetensors_bytes(tensors, metadata=metadata)
 
 
@@ -192,9 +207,17 @@ _StorageType = collections.namedtuple("_StorageType", "name dtype")
 
 
 _TORCH_STORAGES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16, "BFloat16Storage": "bfloat16",
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
-    "ByteStorage": np.uint8, "BoolStorage": np.bool_, "UntypedStorage": np.uint8,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+    "UntypedStorage": np.uint8,
 }
 
 
@@ -285,16 +308,22 @@ _NP_FROMBUFFER = np.zeros(2).__reduce_ex__(5)[0]
 
 _SAFE_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "complex"): complex,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "complex"): complex,
     ("_codecs", "encode"): _latin1,
-    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor, ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Tensor"): _TENSOR_TYPE, ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
+    ("torch", "Tensor"): _TENSOR_TYPE,
+    ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
     ("torch", "Size"): _torch_size,
-    ("jittor", "Var"): _jittor_var, ("jittor", "jittor_core.Var"): _jittor_var,
+    ("jittor", "Var"): _jittor_var,
+    ("jittor", "jittor_core.Var"): _jittor_var,
     ("mmengine.logging.history_buffer", "HistoryBuffer"): HistoryBuffer,
 }
 for _core in ("numpy.core", "numpy._core"):
@@ -304,8 +333,11 @@ for _core in ("numpy.core", "numpy._core"):
 for _name, _dtype in _TORCH_STORAGES.items():
     _SAFE_GLOBALS[("torch", _name)] = _StorageType(_name, _dtype)
 _SAFE_GLOBALS[("torch.storage", "UntypedStorage")] = _SAFE_GLOBALS[("torch", "UntypedStorage")]
-_PY2_NAMES = {("__builtin__", "set"): ("builtins", "set"), ("__builtin__", "frozenset"): ("builtins", "frozenset"),
-              ("__builtin__", "complex"): ("builtins", "complex")}
+_PY2_NAMES = {
+    ("__builtin__", "set"): ("builtins", "set"),
+    ("__builtin__", "frozenset"): ("builtins", "frozenset"),
+    ("__builtin__", "complex"): ("builtins", "complex"),
+}
 
 
 class _Unpickler(pickle.Unpickler):
@@ -328,8 +360,13 @@ class _Unpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if self.storages is None:
             raise pickle.UnpicklingError("it uses persistent ids but is not a PyTorch checkpoint")
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType) and isinstance(pid[4], int)):
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) >= 5
+            and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
+            and isinstance(pid[4], int)
+        ):
             raise pickle.UnpicklingError(f"unexpected persistent id {str(pid)[:80]}")
         key = str(pid[2])
         storage = self.storages.get(key)
@@ -356,8 +393,10 @@ def _element(dtype, big_endian=False):
 def _attach(storage, raw, big_endian, path):
     element = _element(storage.dtype, big_endian)
     if len(raw) % element.itemsize:
-        raise CheckpointError(f"{path}: damaged checkpoint: storage {storage.key} has {len(raw)} bytes, "
-                              f"not a whole number of {element.itemsize}-byte elements")
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: storage {storage.key} has {len(raw)} bytes, "
+            f"not a whole number of {element.itemsize}-byte elements"
+        )
     storage.array = np.frombuffer(raw, dtype=element)
 
 
@@ -377,10 +416,13 @@ def _tensor_array(tensor, path):
     else:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= flat.size:
-            raise CheckpointError(f"{path}: damaged checkpoint: a tensor of size {size} reaches past the end "
-                                  f"of storage {storage.key} ({flat.size} elements)")
-        array = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
-                                                strides=tuple(s * flat.itemsize for s in stride)).copy()
+            raise CheckpointError(
+                f"{path}: damaged checkpoint: a tensor of size {size} reaches past the end "
+                f"of storage {storage.key} ({flat.size} elements)"
+            )
+        array = np.lib.stride_tricks.as_strided(
+            flat[offset:], shape=size, strides=tuple(s * flat.itemsize for s in stride)
+        ).copy()
     array = array.astype(array.dtype.newbyteorder("="), copy=False)
     if storage.dtype == "bfloat16":
         array = (array.astype(np.uint32) << 16).view(np.float32)
@@ -408,11 +450,13 @@ def _read_torch_zip(data, path):
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint (a damaged or truncated zip archive: {err})") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (a damaged or truncated zip archive: {err})"
+        ) from None
     pickles = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
     if len(pickles) != 1:
         raise CheckpointError(f"{path}: not a checkpoint (a zip archive without a PyTorch data.pkl)")
-    prefix = pickles[0][:-len("data.pkl")]
+    prefix = pickles[0][: -len("data.pkl")]
     big_endian = f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() == b"big"
     storages = {}
     with archive:
@@ -424,8 +468,10 @@ def _read_torch_zip(data, path):
             except KeyError:
                 raise CheckpointError(f"{path}: damaged checkpoint: storage {entry} is missing") from None
             if info.compress_type != zipfile.ZIP_STORED and info.file_size > 1000 * max(info.compress_size, 1 << 20):
-                raise CheckpointError(f"{path}: refused: storage {entry} expands {info.file_size} bytes from "
-                                      f"{info.compress_size} (not how PyTorch writes checkpoints)")
+                raise CheckpointError(
+                    f"{path}: refused: storage {entry} expands {info.file_size} bytes from "
+                    f"{info.compress_size} (not how PyTorch writes checkpoints)"
+                )
             _attach(storage, archive.read(entry), big_endian, path)
     return obj
 
@@ -458,7 +504,7 @@ def _read_torch_legacy(data, path):
 
 
 def _read_jittor_pkl(data, path):
-    payload, digest = data[:-_SHA1 - len(JITTOR_TRAILER)], data[-_SHA1 - len(JITTOR_TRAILER):-len(JITTOR_TRAILER)]
+    payload, digest = data[: -_SHA1 - len(JITTOR_TRAILER)], data[-_SHA1 - len(JITTOR_TRAILER) : -len(JITTOR_TRAILER)]
     if hashlib.sha1(payload).digest() != digest:
         raise CheckpointError(f"{path}: corrupt checkpoint (checksum mismatch); delete it and use an older one")
     return _unpickle(payload)
@@ -471,7 +517,7 @@ def _safetensors_parts(data, path):
     if size is None or len(data) < 8 + size:
         raise CheckpointError(f"{path}: truncated checkpoint (the safetensors header is cut off)")
     try:
-        header = json.loads(data[8:8 + size])
+        header = json.loads(data[8 : 8 + size])
     except ValueError:
         raise CheckpointError(f"{path}: damaged checkpoint (its safetensors header is not JSON)") from None
     if not isinstance(header, dict):
@@ -480,8 +526,9 @@ def _safetensors_parts(data, path):
     ends = [info.get("data_offsets", [0, 0])[1] for info in header.values() if isinstance(info, dict)]
     expected = 8 + size + max(ends, default=0)
     if len(data) < expected:
-        raise CheckpointError(f"{path}: truncated checkpoint ({len(data)} of {expected} bytes; an interrupted "
-                              "write or copy)")
+        raise CheckpointError(
+            f"{path}: truncated checkpoint ({len(data)} of {expected} bytes; an interrupted write or copy)"
+        )
     return header, metadata
 
 
@@ -572,8 +619,9 @@ def _unpickle_or_explain(read, path, known=True):
         raise
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
         if not known:
-            raise CheckpointError(f"{path}: not a readable checkpoint: unknown format (neither safetensors, "
-                                  "a pickle nor a PyTorch file)") from None
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint: unknown format (neither safetensors, a pickle nor a PyTorch file)"
+            ) from None
         cut = isinstance(err, EOFError) or "truncated" in str(err)
         hint = " (truncated, e.g. an interrupted copy or download)" if cut else ""
         raise CheckpointError(f"{path}: not a readable checkpoint{hint}: {_first_line(err)}") from None
@@ -612,8 +660,8 @@ def is_complete(path):
         data = _read_bytes(path)
         kind = detect_format(data)
         if kind == "jittor-pkl":
-            payload = data[:-_SHA1 - len(JITTOR_TRAILER)]
-            return hashlib.sha1(payload).digest() == data[-_SHA1 - len(JITTOR_TRAILER):-len(JITTOR_TRAILER)]
+            payload = data[: -_SHA1 - len(JITTOR_TRAILER)]
+            return hashlib.sha1(payload).digest() == data[-_SHA1 - len(JITTOR_TRAILER) : -len(JITTOR_TRAILER)]
         if kind == "safetensors":
             _read_safetensors(data, path)
             return True

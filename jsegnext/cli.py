@@ -10,6 +10,7 @@ traceback and ``main`` returns 1 (or the status given for that error class); any
 bug and keeps its traceback. Warnings of jsegnext (a likely config typo, a skipped sample) are
 printed as one ``warning: ...`` line.
 """
+
 import functools
 import sys
 import warnings
@@ -23,6 +24,7 @@ def _one_line_warnings(show):
             print(f"warning: {message}", file=file or sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
+
     return showwarning
 
 
@@ -36,6 +38,7 @@ def describe(err):
 
 def one_line_errors(main=None, exit_codes=None):
     """Decorate a tool's ``main(argv)``; ``exit_codes`` maps error classes to exit statuses (default 1)."""
+
     def wrap(func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -48,5 +51,7 @@ def one_line_errors(main=None, exit_codes=None):
                 return next((code for cls, code in (exit_codes or {}).items() if isinstance(err, cls)), 1)
             finally:
                 warnings.showwarning = previous
+
         return wrapper
+
     return wrap(main) if main is not None else wrap

@@ -3,6 +3,7 @@
 Outside ``mpirun`` every function answers as the only process does, so callers need no branch.
 The batch size of a config is the total over all processes; each process takes its share.
 """
+
 from .runtime import jt
 
 

@@ -16,6 +16,7 @@ Overrides may only change keys that exist (a typo is an error, with a suggestion
 that the dict's ``accepts`` schema allows (:func:`jsegnext.config_check.accepted_keys`, which
 :func:`jsegnext.apis.load_config` passes).
 """
+
 import ast
 import copy
 import difflib
@@ -81,7 +82,7 @@ class Config(dict):
     def set_path(self, dotted, value, accepts=None):
         node, parts = self, dotted.split(".")
         for depth, part in enumerate(parts):
-            where = ".".join(parts[:depth + 1])
+            where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise ConfigError(f"unknown config key {where!r}: not an index of a list of {len(node)}")
@@ -112,8 +113,11 @@ def _run_config_file(path):
         bases = [bases]
     if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
         raise ConfigError(f"{path}: _base_ must be a path or a list of paths, got {bases!r}")
-    public = {k: v for k, v in namespace.items()
-              if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
+    public = {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))
+    }
     return public, [path.parent / b for b in bases]
 
 
@@ -140,8 +144,9 @@ def merge_config(base, override, where, prefix=""):
     for key, value in override.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and "_delete_" in value:
-            raise ConfigError(f"{where}: '{name}._delete_' is not supported "
-                              "(a dict merges into the base's dict key by key)")
+            raise ConfigError(
+                f"{where}: '{name}._delete_' is not supported (a dict merges into the base's dict key by key)"
+            )
         if isinstance(value, dict) and key in merged:
             if not isinstance(merged[key], dict):
                 raise ConfigError(f"{where}: '{name}' is a dict here but a {type(merged[key]).__name__} in the base")

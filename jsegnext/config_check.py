@@ -10,6 +10,7 @@ and ranges, and which keys an override may add.
   missing from the file but accepted by what the dict configures (``data.train.skip_bad_samples``
   for a dataset, ``model.backbone.in_channels`` ...), not only change existing ones.
 """
+
 import inspect
 import numbers
 import warnings
@@ -17,10 +18,27 @@ import warnings
 from .config import ConfigError, did_you_mean
 from .errors import ConfigWarning
 
-
-TOP_LEVEL = ("model", "pretrained", "data", "optimizer", "lr_config", "runner", "checkpoint_config", "evaluation",
-             "log_config", "seed", "train_pipeline", "test_pipeline", "img_norm_cfg", "crop_size", "dataset_type",
-             "data_root", "norm_cfg", "ham_norm_cfg", "filename")
+TOP_LEVEL = (
+    "model",
+    "pretrained",
+    "data",
+    "optimizer",
+    "lr_config",
+    "runner",
+    "checkpoint_config",
+    "evaluation",
+    "log_config",
+    "seed",
+    "train_pipeline",
+    "test_pipeline",
+    "img_norm_cfg",
+    "crop_size",
+    "dataset_type",
+    "data_root",
+    "norm_cfg",
+    "ham_norm_cfg",
+    "filename",
+)
 SECTIONS = {
     "data": ("batch_size", "num_workers", "train", "val", "test"),
     "runner": ("type", "max_iters"),
@@ -35,8 +53,10 @@ OPTIMIZERS = {
     "AdamW": ("type", "lr", "betas", "eps", "weight_decay", "amsgrad", "paramwise_cfg"),
     "SGD": ("type", "lr", "momentum", "weight_decay", "nesterov", "dampening", "paramwise_cfg"),
 }
-HINTS = {"data.samples_per_gpu": "jsegnext uses data.batch_size, the total over all processes",
-         "data.workers_per_gpu": "jsegnext uses data.num_workers"}
+HINTS = {
+    "data.samples_per_gpu": "jsegnext uses data.batch_size, the total over all processes",
+    "data.workers_per_gpu": "jsegnext uses data.num_workers",
+}
 REQUIRED_FOR_TRAINING = ("data.train", "data.batch_size", "runner.max_iters", "optimizer", "lr_config")
 
 
@@ -55,10 +75,14 @@ def init_params(cls):
 
 
 def _model_classes():
-    from .models import EncoderDecoder, LightHamHead, MSCAN, NMF2D
+    from .models import MSCAN, NMF2D, EncoderDecoder, LightHamHead
 
-    return {"model": EncoderDecoder, "model.backbone": MSCAN, "model.decode_head": LightHamHead,
-            "model.decode_head.ham_kwargs": NMF2D}
+    return {
+        "model": EncoderDecoder,
+        "model.backbone": MSCAN,
+        "model.decode_head": LightHamHead,
+        "model.decode_head.ham_kwargs": NMF2D,
+    }
 
 
 def accepted_keys(path, node):
@@ -124,7 +148,11 @@ _RULES = (  # key, test, what it must be
     ("checkpoint_config.interval", lambda v: _is_int(v) and v >= 1, "a positive integer"),
     ("checkpoint_config.max_keep_ckpts", _is_int, "an integer (<= 0 keeps all)"),
     ("evaluation.interval", lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    ("evaluation.metric", lambda v: v in ("mIoU", ["mIoU"], ("mIoU",)), "'mIoU' (with aAcc and mAcc, what is computed)"),
+    (
+        "evaluation.metric",
+        lambda v: v in ("mIoU", ["mIoU"], ("mIoU",)),
+        "'mIoU' (with aAcc and mAcc, what is computed)",
+    ),
     ("evaluation.save_best", lambda v: v in (None, "mIoU", "auto"), "'mIoU' or None"),
     ("evaluation.fuse", lambda v: isinstance(v, bool), "True (validate a fused inference copy) or False"),
     ("log_config.interval", lambda v: _is_int(v) and v >= 1, "a positive integer"),
@@ -139,8 +167,11 @@ _RULES = (  # key, test, what it must be
     ("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     ("optimizer.eps", lambda v: _is_number(v) and v > 0, "a positive number"),
     ("optimizer.momentum", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    ("optimizer.betas", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
-     and all(_is_number(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    (
+        "optimizer.betas",
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
+        "two numbers in [0, 1)",
+    ),
     ("seed", lambda v: v is None or _is_int(v), "an integer"),
     ("pretrained", lambda v: v is None or isinstance(v, str), "a file path or None"),
 )
@@ -172,8 +203,7 @@ def validate_config(cfg, training=False, warn=True):
     for key, ok, expected in _RULES:
         _require(cfg, key, ok, expected)
     for split in ("train", "val", "test"):
-        _require(cfg, f"data.{split}", lambda v: isinstance(v, dict) and "type" in v,
-                 "a dataset dict with a 'type'")
+        _require(cfg, f"data.{split}", lambda v: isinstance(v, dict) and "type" in v, "a dataset dict with a 'type'")
     if training:
         for key in REQUIRED_FOR_TRAINING:
             if not _get(cfg, key)[1]:

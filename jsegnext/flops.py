@@ -70,6 +70,7 @@ backward pass costs about twice the forward again. Slide inference is not modell
 for one whole-image forward of the given size, as the published tables use. A module type without
 a rule counts nothing itself (its submodules still count): give a new layer a rule.
 """
+
 import argparse
 import math
 import re
@@ -176,24 +177,31 @@ class FlopCount:
         parts = self.by_part()
         groups = OrderedDict()
         for part, count in parts.items():
-            key = part if part.startswith("backbone") or part == "head.nmf" else (
-                "head (w/o NMF)" if part.startswith("head") else part)
+            key = (
+                part
+                if part.startswith("backbone") or part == "head.nmf"
+                else ("head (w/o NMF)" if part.startswith("head") else part)
+            )
             groups[key] = groups.get(key, 0) + count
         return groups
 
     def table(self):
         total = self.total()
         n, c, h, w = self.input_shape
-        lines = [f"input {n}x{c}x{h}x{w}, convention '{self.convention}', "
-                 f"{'train' if self.training else 'eval'} (NMF steps {self.nmf_steps})",
-                 f"{'part':<22}{'GFLOPs':>10}{'share':>8}"]
+        lines = [
+            f"input {n}x{c}x{h}x{w}, convention '{self.convention}', "
+            f"{'train' if self.training else 'eval'} (NMF steps {self.nmf_steps})",
+            f"{'part':<22}{'GFLOPs':>10}{'share':>8}",
+        ]
         for part, count in self.by_part().items():
             lines.append(f"{part:<22}{count / 1e9:>10.3f}{100 * count / max(total, 1):>7.1f}%")
         lines.append(f"{'total':<22}{total / 1e9:>10.3f}")
         kinds = self.by_kind()
         included = self._kinds(None)
-        lines.append("by kind (GFLOPs; * = in this convention): " + ", ".join(
-            f"{k}{'*' if k in included else ''} {v / 1e9:.3f}" for k, v in kinds.items() if v))
+        lines.append(
+            "by kind (GFLOPs; * = in this convention): "
+            + ", ".join(f"{k}{'*' if k in included else ''} {v / 1e9:.3f}" for k, v in kinds.items() if v)
+        )
         for name in CONVENTIONS:
             if name != self.convention:
                 lines.append(f"convention '{name}': {self.total(name) / 1e9:.3f} GFLOPs")
@@ -217,6 +225,7 @@ class FlopCount:
 # rule(counter, module, x, y): the operations ``module`` does itself on input shape ``x`` (its first
 # argument: a shape, or a list of shapes) giving output shape ``y``; submodules count their own.
 
+
 def _conv(counter, conv, x, y):
     """Any convolution with a [C_out, C_in/groups, kh, kw] weight: MACs without the bias."""
     _, c_per_group, kh, kw = (int(s) for s in conv.weight.shape)
@@ -235,6 +244,7 @@ def _conv(counter, conv, x, y):
 def _per_element(kind):
     def rule(counter, module, x, y):
         counter.add(module, "", kind, _numel(y))
+
     return rule
 
 
@@ -287,11 +297,11 @@ def _nmf(counter, ham, x, y):
     add(ham, "init.softmax", "softmax", b * m * r)
 
     def coef_update(tag):
-        add(ham, f"{tag}.coef.xtb", "matmul", b * m * d * r)       # xᵀB: (m,d)(d,r)
-        add(ham, f"{tag}.coef.btb", "matmul", b * r * d * r)       # BᵀB: (r,d)(d,r)
-        add(ham, f"{tag}.coef.cbtb", "matmul", b * m * r * r)      # coef(BᵀB): (m,r)(r,r)
+        add(ham, f"{tag}.coef.xtb", "matmul", b * m * d * r)  # xᵀB: (m,d)(d,r)
+        add(ham, f"{tag}.coef.btb", "matmul", b * r * d * r)  # BᵀB: (r,d)(d,r)
+        add(ham, f"{tag}.coef.cbtb", "matmul", b * m * r * r)  # coef(BᵀB): (m,r)(r,r)
         add(ham, f"{tag}.coef.mul", "mul", b * m * r)
-        add(ham, f"{tag}.coef.div", "eltwise", 2 * b * m * r)      # + eps, division
+        add(ham, f"{tag}.coef.div", "eltwise", 2 * b * m * r)  # + eps, division
 
     for step in range(steps):
         coef_update(f"step{step}")
@@ -301,7 +311,7 @@ def _nmf(counter, ham, x, y):
         add(ham, f"step{step}.bases.mul", "mul", b * d * r)
         add(ham, f"step{step}.bases.div", "eltwise", 2 * b * d * r)
     coef_update("final")
-    add(ham, "reconstruct", "matmul", b * d * r * m)                # B·coefᵀ: (d,r)(r,m)
+    add(ham, "reconstruct", "matmul", b * d * r * m)  # B·coefᵀ: (d,r)(r,m)
 
 
 def _resize(counter, module, op, src, size):
@@ -322,13 +332,26 @@ def _encoder_decoder(counter, model, img, y):
 
 #: module type -> rule (looked up along the type's MRO)
 RULES = {
-    jt.nn.Conv: _conv, Conv1x1: _conv, StripConv: _conv, DepthwiseConv2d: _conv,
-    BatchNorm2d: _per_element("norm"), GroupNorm: _per_element("norm"), ChannelLayerNorm: _per_element("norm"),
-    jt.nn.BatchNorm: _per_element("norm"), jt.nn.GroupNorm: _per_element("norm"),
+    jt.nn.Conv: _conv,
+    Conv1x1: _conv,
+    StripConv: _conv,
+    DepthwiseConv2d: _conv,
+    BatchNorm2d: _per_element("norm"),
+    GroupNorm: _per_element("norm"),
+    ChannelLayerNorm: _per_element("norm"),
+    jt.nn.BatchNorm: _per_element("norm"),
+    jt.nn.GroupNorm: _per_element("norm"),
     jt.nn.LayerNorm: _per_element("norm"),
-    GELU: _per_element("act"), jt.nn.ReLU: _per_element("act"),
-    ConvModule: _conv_module, AttentionModule: _attention, SpatialAttention: _spatial_attention, Mlp: _mlp,
-    Block: _block, Hamburger: _hamburger, NMF2D: _nmf, LightHamHead: _light_ham_head,
+    GELU: _per_element("act"),
+    jt.nn.ReLU: _per_element("act"),
+    ConvModule: _conv_module,
+    AttentionModule: _attention,
+    SpatialAttention: _spatial_attention,
+    Mlp: _mlp,
+    Block: _block,
+    Hamburger: _hamburger,
+    NMF2D: _nmf,
+    LightHamHead: _light_ham_head,
     EncoderDecoder: _encoder_decoder,
 }
 
@@ -440,8 +463,7 @@ def count_flops(model, shape=(512, 512), batch=1, convention="published", traini
     return count_module(model, (int(batch),) + shape, convention, training)
 
 
-def count_flops_config(config, shape=(512, 512), batch=1, convention="published", training=False,
-                       options=None):
+def count_flops_config(config, shape=(512, 512), batch=1, convention="published", training=False, options=None):
     """Build the segmentor of ``config`` (path, Config or dict) and count it; no weights needed."""
     from .apis import load_config
     from .models import build_segmentor

@@ -14,6 +14,7 @@ a copy of ``Var.data``. Jittor's own conventions are kept: 64-bit arrays become 
 Under NumPy 1 nothing is changed. Every other Jittor entry that takes NumPy input (``jt.Var(ndarray)``,
 indexing a Var with an ndarray) is not rerouted; jsegnext converts with ``jt.array`` first.
 """
+
 import numpy as np
 
 NUMPY_2 = int(np.__version__.split(".")[0]) >= 2
@@ -63,4 +64,5 @@ def install(jt):
     jt.array = array
     jt.Var.numpy = numpy_via_data
     jt.Var.__array__ = lambda var, dtype=None, copy=None: (
-        numpy_via_data(var) if dtype is None else numpy_via_data(var).astype(dtype))
+        numpy_via_data(var) if dtype is None else numpy_via_data(var).astype(dtype)
+    )

@@ -59,6 +59,7 @@ with CUDA 13, cuDNN 9, the CUDA libraries from pip wheels and no network, for th
 * ``use_mkl=0`` where oneDNN is not available offline (no ``jittor_offline``, nothing cached):
   Jittor downloads its CPU convolution library at import; on a CUDA run nothing needs it.
 """
+
 import dataclasses
 import glob
 import hashlib
@@ -83,6 +84,7 @@ _SHIM_FORMAT = 1  # bump when the generated CUDA home changes
 @dataclasses.dataclass
 class CudaToolkit:
     """One nvcc and the directories Jittor searches when it uses it (``compile_extern.py``)."""
+
     nvcc: str
     version: tuple
     include_dirs: list
@@ -98,6 +100,7 @@ class Facts:
     header and library are where Jittor looks (in the toolkit; in pip's wheels), ``cudnn_major``
     (``CUDNN_MAJOR`` of that ``cudnn.h``) and ``cudnn8_parts`` (the four cuDNN 8 libraries Jittor
     loads besides ``libcudnn.so``)."""
+
     requested: str = "auto"  # JSEGNEXT_DEVICE
     gpu_present: bool = False
     toolkit: CudaToolkit = None  # the usable nvcc (its toolkit has libcudart.so), if any
@@ -114,6 +117,7 @@ class Facts:
 @dataclasses.dataclass
 class Plan:
     """Environment variables to set (name -> (value, reason)) and what to build first."""
+
     device: str
     settings: dict
     build_cuda_home: bool = False
@@ -149,9 +153,16 @@ def jittor_cuda_dirs(nvcc):
     lib = "/usr/lib/x86_64-linux-gnu" if nvcc == "/usr/bin/nvcc" else os.path.join(home, "lib64")
     include = os.path.join(home, "include")
     target = "targets/x86_64-linux"
-    return ([include, os.path.normpath(os.path.join(include, "..", target, "include")), "/usr/include"],
-            [bin_dir, lib, os.path.normpath(os.path.join(lib, "..", target, "lib")), "/usr/lib/x86_64-linux-gnu",
-             "/usr/lib"])
+    return (
+        [include, os.path.normpath(os.path.join(include, "..", target, "include")), "/usr/include"],
+        [
+            bin_dir,
+            lib,
+            os.path.normpath(os.path.join(lib, "..", target, "lib")),
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib",
+        ],
+    )
 
 
 def nvcc_candidates(environ):
@@ -194,8 +205,10 @@ def _has_file(dirs, name, versioned=False):
 
 def _libs_found(include_dirs, lib_dirs, versioned):
     """See :class:`Facts`. ``versioned``: ``libX.so.N`` counts (the CUDA home gets unversioned links)."""
-    found = {n: _has_file(include_dirs, n + ".h") and _has_file(lib_dirs, f"lib{n}.so", versioned)
-             for n in REQUIRED_CUDA_LIBS + CONV_OPT_LIBS}
+    found = {
+        n: _has_file(include_dirs, n + ".h") and _has_file(lib_dirs, f"lib{n}.so", versioned)
+        for n in REQUIRED_CUDA_LIBS + CONV_OPT_LIBS
+    }
     found["cudnn_major"] = _cudnn_major(include_dirs)
     found["cudnn8_parts"] = all(_has_file(lib_dirs, f"lib{n}.so", versioned) for n in CUDNN8_PARTS)
     return found
@@ -228,8 +241,14 @@ def _python_config_found(environ):
     """Whether one of the ``python3.X-config`` paths Jittor tries exists (``jittor_utils``)."""
     minor = sys.version_info.minor
     exe_dir = os.path.dirname(sys.executable)
-    names = [environ.get("python_config_path", ""), f"{exe_dir}/python3.{minor}-config", sys.executable + "-config",
-             f"/usr/bin/python3.{minor}-config", f"/usr/local/bin/python3.{minor}-config", f"{exe_dir}/python3-config"]
+    names = [
+        environ.get("python_config_path", ""),
+        f"{exe_dir}/python3.{minor}-config",
+        sys.executable + "-config",
+        f"/usr/bin/python3.{minor}-config",
+        f"/usr/local/bin/python3.{minor}-config",
+        f"{exe_dir}/python3-config",
+    ]
     return any(n and os.path.isfile(n) for n in names)
 
 
@@ -244,21 +263,28 @@ def gather_facts(environ=None, gpu_present=None, sys_path=None):
     requested = environ.get(DEVICE_ENV, "auto").lower()
     if requested not in ("auto", "cpu", "cuda"):
         raise ValueError(f"{DEVICE_ENV} must be 'auto', 'cpu' or 'cuda', got {requested!r}")
-    facts = Facts(requested=requested, gpu_present=_gpu_present() if gpu_present is None else gpu_present,
-                  in_mpi="OMPI_COMM_WORLD_SIZE" in environ,
-                  python_config_found=_python_config_found(environ), python_include=_python_include())
+    facts = Facts(
+        requested=requested,
+        gpu_present=_gpu_present() if gpu_present is None else gpu_present,
+        in_mpi="OMPI_COMM_WORLD_SIZE" in environ,
+        python_config_found=_python_config_found(environ),
+        python_include=_python_include(),
+    )
     if requested == "cpu" or not facts.gpu_present:
         return facts
     facts.offline_package = importlib.util.find_spec("jittor_offline") is not None
-    facts.onednn_cached = bool(glob.glob(os.path.join(os.path.expanduser("~"), ".cache", "jittor", "mkl", "dnnl*",
-                                                      "lib", "libmkldnn.so")))
+    facts.onednn_cached = bool(
+        glob.glob(os.path.join(os.path.expanduser("~"), ".cache", "jittor", "mkl", "dnnl*", "lib", "libmkldnn.so"))
+    )
     facts.toolkit = find_toolkit(environ)
     if facts.toolkit:
-        facts.toolkit_libs = _libs_found(facts.toolkit.include_dirs, facts.toolkit.lib_dirs,
-                                         versioned=facts.toolkit.version[0] == 11)  # Jittor: cuDNN .8 names
+        facts.toolkit_libs = _libs_found(
+            facts.toolkit.include_dirs, facts.toolkit.lib_dirs, versioned=facts.toolkit.version[0] == 11
+        )  # Jittor: cuDNN .8 names
     facts.wheel_dirs = wheel_cuda_dirs(sys_path)
-    facts.wheel_libs = _libs_found([d for d, _ in facts.wheel_dirs], [lib for _, lib in facts.wheel_dirs],
-                                   versioned=True)
+    facts.wheel_libs = _libs_found(
+        [d for d, _ in facts.wheel_dirs], [lib for _, lib in facts.wheel_dirs], versioned=True
+    )
     return facts
 
 
@@ -266,12 +292,13 @@ def gather_facts(environ=None, gpu_present=None, sys_path=None):
 def _cuda_problem(f):
     """Why Jittor cannot use CUDA here (None if it can)."""
     if f.toolkit is None:
-        return ("no usable CUDA toolkit: no nvcc with libcudart.so in its ../lib64 "
-                "(set CUDA_HOME or nvcc_path)")
+        return "no usable CUDA toolkit: no nvcc with libcudart.so in its ../lib64 (set CUDA_HOME or nvcc_path)"
     missing = [n for n in REQUIRED_CUDA_LIBS if not (f.toolkit_libs.get(n) or f.wheel_libs.get(n))]
     if missing:
-        return (f"{', '.join(missing)} (header and library) not found in the CUDA toolkit of {f.toolkit.nvcc} "
-                f"or in pip's nvidia-* packages; Jittor needs them for CUDA")
+        return (
+            f"{', '.join(missing)} (header and library) not found in the CUDA toolkit of {f.toolkit.nvcc} "
+            f"or in pip's nvidia-* packages; Jittor needs them for CUDA"
+        )
     return None
 
 
@@ -283,15 +310,19 @@ def needs_cuda_home(f):
 
 def choose_settings(f, environ):
     """The plan for ``f`` (pure: no file is read or written). Variables in ``environ`` are kept."""
-    settings = {"use_parallel_op_compiler": ("0", "Jittor 1.3.11's parallel op compiler can segfault"),
-                "FIX_TORCH_ERROR": ("0", "do not import PyTorch at Jittor's start"),
-                "GOMP_SPINCOUNT": ("10000", "OpenMP threads sleep sooner at barriers (other processes on the cores)"),
-                "log_silent": ("1", "Jittor's info messages off")}
+    settings = {
+        "use_parallel_op_compiler": ("0", "Jittor 1.3.11's parallel op compiler can segfault"),
+        "FIX_TORCH_ERROR": ("0", "do not import PyTorch at Jittor's start"),
+        "GOMP_SPINCOUNT": ("10000", "OpenMP threads sleep sooner at barriers (other processes on the cores)"),
+        "log_silent": ("1", "Jittor's info messages off"),
+    }
     plan = Plan(device="cpu", settings=settings)
     if not f.python_config_found and f.python_include:
         key = hashlib.sha1(f.python_include.encode()).hexdigest()[:8]  # one per interpreter
-        settings["python_config_path"] = (os.path.join(CACHE_DIR, f"python3.{sys.version_info.minor}-config-{key}"),
-                                          "none of the python3.X-config paths Jittor knows exists")
+        settings["python_config_path"] = (
+            os.path.join(CACHE_DIR, f"python3.{sys.version_info.minor}-config-{key}"),
+            "none of the python3.X-config paths Jittor knows exists",
+        )
         plan.build_python_config = "python_config_path" not in environ
     if f.requested == "cpu" or not f.gpu_present:
         why = f"{DEVICE_ENV}=cpu" if f.requested == "cpu" else "no GPU present"
@@ -307,8 +338,10 @@ def choose_settings(f, environ):
     plan.device = "cuda"
     libs = f.toolkit_libs
     if needs_cuda_home(f) and "nvcc_path" not in environ:
-        settings["nvcc_path"] = (os.path.join(cuda_home_dir(f), "bin", "nvcc"),
-                                 "CUDA home of links: toolkit + pip's nvidia-* wheels; C++17 for CUDA 13")
+        settings["nvcc_path"] = (
+            os.path.join(cuda_home_dir(f), "bin", "nvcc"),
+            "CUDA home of links: toolkit + pip's nvidia-* wheels; C++17 for CUDA 13",
+        )
         plan.build_cuda_home = True
         libs = {n: f.toolkit_libs.get(n) or f.wheel_libs.get(n) for n in REQUIRED_CUDA_LIBS + CONV_OPT_LIBS}
         use_wheel_cudnn = not f.toolkit_libs.get("cudnn") and f.wheel_libs.get("cudnn")
@@ -387,9 +420,11 @@ def build_cuda_home(f, path=None):
                 fh.write(header)
     wrapper = _NVCC_WRAPPER.format(
         nvcc=_resolve_links(os.path.abspath(tk.nvcc)),
-        dialect_note=", compiling C++17 where C++14 is asked for (CUDA 13's CUB and Thrust need C++17)" if cxx17
+        dialect_note=", compiling C++17 where C++14 is asked for (CUDA 13's CUB and Thrust need C++17)"
+        if cxx17
         else "",
-        rewrite='case "$a" in -std=c++14) a=-std=c++17 ;; esac\n    ' if cxx17 else "")
+        rewrite='case "$a" in -std=c++14) a=-std=c++17 ;; esac\n    ' if cxx17 else "",
+    )
     nvcc = os.path.join(tmp, "bin", "nvcc")
     with open(nvcc, "w") as fh:
         fh.write(wrapper)
@@ -416,19 +451,25 @@ def cuda13_helper_header(text=None):
         with open(path) as fh:
             text = fh.read()
     head, sep, tail = text.partition("inline int gpuGetMaxGflopsDeviceId()")
-    if (not sep or head.count("deviceProp.computeMode") != 1 or tail.count("deviceProp.computeMode") != 2
-            or "deviceProp.clockRate" in head or tail.count("deviceProp.clockRate") != 1):
+    if (
+        not sep
+        or head.count("deviceProp.computeMode") != 1
+        or tail.count("deviceProp.computeMode") != 2
+        or "deviceProp.clockRate" in head
+        or tail.count("deviceProp.clockRate") != 1
+    ):
         return None
     attr = "jsn_device_attribute({}, {})"
     head = head.replace("deviceProp.computeMode", attr.format("cudaDevAttrComputeMode", "devID"))
     tail = tail.replace("deviceProp.computeMode", attr.format("cudaDevAttrComputeMode", "current_device"))
     tail = tail.replace("deviceProp.clockRate", attr.format("cudaDevAttrClockRate", "current_device"))
-    return ("// Written by jsegnext (runtime.py) from Jittor's helper_cuda.h: CUDA 13 removed\n"
-            "// cudaDeviceProp::computeMode and ::clockRate; they are read as device attributes.\n"
-            "#include <cuda_runtime.h>\n"
-            "static inline int jsn_device_attribute(cudaDeviceAttr attr, int dev) {\n"
-            "  int value = 0;\n  cudaDeviceGetAttribute(&value, attr, dev);\n  return value;\n}\n"
-            + head + sep + tail)
+    return (
+        "// Written by jsegnext (runtime.py) from Jittor's helper_cuda.h: CUDA 13 removed\n"
+        "// cudaDeviceProp::computeMode and ::clockRate; they are read as device attributes.\n"
+        "#include <cuda_runtime.h>\n"
+        "static inline int jsn_device_attribute(cudaDeviceAttr attr, int dev) {\n"
+        "  int value = 0;\n  cudaDeviceGetAttribute(&value, attr, dev);\n  return value;\n}\n" + head + sep + tail
+    )
 
 
 _PYTHON_CONFIG = """#!/bin/sh
@@ -451,8 +492,14 @@ def build_python_config(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + f".{os.getpid()}.tmp"
     with open(tmp, "w") as fh:
-        fh.write(_PYTHON_CONFIG.format(exe=sys.executable, includes=includes, ldflags=ldflags.strip(),
-                                       suffix=sysconfig.get_config_var("EXT_SUFFIX") or ""))
+        fh.write(
+            _PYTHON_CONFIG.format(
+                exe=sys.executable,
+                includes=includes,
+                ldflags=ldflags.strip(),
+                suffix=sysconfig.get_config_var("EXT_SUFFIX") or "",
+            )
+        )
     os.chmod(tmp, 0o755)
     os.replace(tmp, path)
     return path
@@ -498,8 +545,19 @@ def device_name():
 
 
 #: The Jittor variables this module may set (:func:`describe` reports each one that is set).
-JITTOR_VARIABLES = ("nvcc_path", "conv_opt", "use_cutt", "use_cutlass", "use_nccl", "use_mkl",
-                    "use_parallel_op_compiler", "FIX_TORCH_ERROR", "GOMP_SPINCOUNT", "python_config_path", "log_silent")
+JITTOR_VARIABLES = (
+    "nvcc_path",
+    "conv_opt",
+    "use_cutt",
+    "use_cutlass",
+    "use_nccl",
+    "use_mkl",
+    "use_parallel_op_compiler",
+    "FIX_TORCH_ERROR",
+    "GOMP_SPINCOUNT",
+    "python_config_path",
+    "log_silent",
+)
 
 
 def describe():

@@ -5,6 +5,7 @@ copied or stale cache it may instead print ``jit_utils updated, please rerun you
 and exit 0 without doing anything, so the import is retried in fresh processes until one
 imports cleanly.
 """
+
 import subprocess
 import sys
 
@@ -13,8 +14,16 @@ RERUN_MARKER = "please rerun your command"
 
 def warm_up(max_tries=3):
     for attempt in range(1, max_tries + 1):
-        proc = subprocess.run([sys.executable, "-c", "import jsegnext, jsegnext.runtime as r; print(r.describe()); print('jsegnext-ready', jsegnext.device_name())"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import jsegnext, jsegnext.runtime as r; print(r.describe()); "
+                "print('jsegnext-ready', jsegnext.device_name())",
+            ],
+            capture_output=True,
+            text=True,
+        )
         output = proc.stdout + proc.stderr
         if proc.returncode == 0 and "jsegnext-ready" in proc.stdout and RERUN_MARKER not in output:
             print(proc.stdout.rsplit("jsegnext-ready", 1)[0].rstrip())

@@ -14,6 +14,7 @@ One rule for values: a tensor is copied into the model cast to the dtype of the 
 (a float16 or float64 checkpoint loads into a float32 model), for ``pretrained``, ``load_from``,
 ``--resume`` and :func:`jsegnext.apis.init_model` alike (all go through :func:`load_state`).
 """
+
 import numpy as np
 
 from . import checkpoint_io
@@ -22,8 +23,19 @@ from .runtime import jt
 
 DROPPED_SUFFIXES = ("num_batches_tracked",)
 
-__all__ = ["CheckpointError", "read_checkpoint", "normalise_keys", "is_backbone_only", "model_state", "LoadReport",
-           "match_state", "load_state", "load_checkpoint", "infer_model_cfg", "save_weights"]
+__all__ = [
+    "CheckpointError",
+    "read_checkpoint",
+    "normalise_keys",
+    "is_backbone_only",
+    "model_state",
+    "LoadReport",
+    "match_state",
+    "load_state",
+    "load_checkpoint",
+    "infer_model_cfg",
+    "save_weights",
+]
 
 
 def read_checkpoint(path):
@@ -44,8 +56,9 @@ def read_checkpoint(path):
 
 def is_backbone_only(state_dict):
     """True for ImageNet-pretrained MSCAN files: encoder keys without the ``backbone.`` prefix."""
-    return (not any(k.startswith(("backbone.", "decode_head.")) for k in state_dict)
-            and any(k.startswith("patch_embed1.") for k in state_dict))
+    return not any(k.startswith(("backbone.", "decode_head.")) for k in state_dict) and any(
+        k.startswith("patch_embed1.") for k in state_dict
+    )
 
 
 def normalise_keys(state_dict, backbone_only=None):
@@ -56,7 +69,7 @@ def normalise_keys(state_dict, backbone_only=None):
     """
     out, dropped = {}, []
     if all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+        state_dict = {k[len("module.") :]: v for k, v in state_dict.items()}
     if backbone_only is None:
         backbone_only = is_backbone_only(state_dict)
     for key, value in state_dict.items():
@@ -92,10 +105,12 @@ class LoadReport:
 
     def summary(self, limit=10):
         lines = [f"loaded {len(self.loaded)} tensors"]
-        for title, items in (("missing from the checkpoint", self.missing),
-                             ("unexpected (not in the model)", self.unexpected),
-                             ("shape mismatch", self.mismatched),
-                             ("dropped (no use in a segmentor)", self.dropped)):
+        for title, items in (
+            ("missing from the checkpoint", self.missing),
+            ("unexpected (not in the model)", self.unexpected),
+            ("shape mismatch", self.mismatched),
+            ("dropped (no use in a segmentor)", self.dropped),
+        ):
             if items:
                 shown = ", ".join(str(i) for i in items[:limit])
                 more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
@@ -142,14 +157,17 @@ def load_checkpoint(model, path, allow_partial=False, backbone_only=None, requir
     state, dropped = normalise_keys(raw, backbone_only)
     encoder_only = all(k.startswith("backbone.") for k in state)
     if encoder_only and require_head:
-        raise CheckpointError(f"{path}: holds encoder (backbone) weights only, no decode head; "
-                              "use it as the config's `pretrained` for training, or give a segmentor checkpoint")
+        raise CheckpointError(
+            f"{path}: holds encoder (backbone) weights only, no decode head; "
+            "use it as the config's `pretrained` for training, or give a segmentor checkpoint"
+        )
     scope = "backbone." if encoder_only else ""
     return load_state(model, state, allow_partial, scope, dropped, source=str(path))
 
 
 def infer_model_cfg(state_dict):
     """The SegNeXt architecture a normalised state dict was saved from (NMF rank excepted)."""
+
     def shape(key):
         if key not in state_dict:
             raise CheckpointError(f"not a SegNeXt checkpoint: key {key!r} is missing")
@@ -176,10 +194,13 @@ def infer_model_cfg(state_dict):
             if sum(in_channels) == in_total:
                 break
             in_channels.insert(0, embed_dims[index])
-        cfg["decode_head"] = dict(in_channels=in_channels,
-                                  in_index=list(range(len(embed_dims) - len(in_channels), len(embed_dims))),
-                                  channels=int(channels), ham_channels=int(ham_channels),
-                                  num_classes=int(num_classes))
+        cfg["decode_head"] = dict(
+            in_channels=in_channels,
+            in_index=list(range(len(embed_dims) - len(in_channels), len(embed_dims))),
+            channels=int(channels),
+            ham_channels=int(ham_channels),
+            num_classes=int(num_classes),
+        )
     return cfg
 
 

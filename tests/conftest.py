@@ -24,8 +24,10 @@ def fixture_path(name):
     if not path.exists():
         if "JSEGNEXT_FIXTURES" in os.environ:
             pytest.fail(f"reference fixture {path} is missing from JSEGNEXT_FIXTURES={FIXTURES}")
-        pytest.skip(f"outside reference fixture {name} not found in {FIXTURES} (kept out of the repository; "
-                    "set JSEGNEXT_FIXTURES to the folder holding it to run this test)")
+        pytest.skip(
+            f"outside reference fixture {name} not found in {FIXTURES} (kept out of the repository; "
+            "set JSEGNEXT_FIXTURES to the folder holding it to run this test)"
+        )
     return path
 
 
@@ -41,10 +43,17 @@ def tiny_model_cfg(num_classes=5, ham_channels=32, rank=4, **backbone):
     """A small SegNeXt config (real code paths, tiny widths) for fast tests."""
     bb = dict(embed_dims=[8, 16, 32, 32], depths=[1, 1, 2, 1], mlp_ratios=[2, 2, 2, 2], drop_path_rate=0.1)
     bb.update(backbone)
-    return dict(backbone=bb,
-                decode_head=dict(in_channels=bb["embed_dims"][1:], channels=ham_channels,
-                                 ham_channels=ham_channels, num_classes=num_classes, norm_groups=8,
-                                 ham_kwargs=dict(MD_R=rank)))
+    return dict(
+        backbone=bb,
+        decode_head=dict(
+            in_channels=bb["embed_dims"][1:],
+            channels=ham_channels,
+            ham_channels=ham_channels,
+            num_classes=num_classes,
+            norm_groups=8,
+            ham_kwargs=dict(MD_R=rank),
+        ),
+    )
 
 
 def require_impl(op, impl, dtype="float32"):

@@ -5,6 +5,7 @@
 globals, as ``jt.load`` and ``torch.load(weights_only=False)`` do): tests use it to show that the
 files really run their payload, so a marker that does not appear means the reader refused it.
 """
+
 import hashlib
 import io
 import os
@@ -29,9 +30,13 @@ class Payload:
 
 
 def _checkpoint(marker):
-    return {"meta": {"iter": 4, "CLASSES": ("a", "b")},
-            "state_dict": {"backbone.patch_embed1.proj.0.weight": np.zeros((4, 3, 3, 3), np.float32),
-                           "decode_head.conv_seg.bias": Payload(marker)}}
+    return {
+        "meta": {"iter": 4, "CLASSES": ("a", "b")},
+        "state_dict": {
+            "backbone.patch_embed1.proj.0.weight": np.zeros((4, 3, 3, 3), np.float32),
+            "decode_head.conv_seg.bias": Payload(marker),
+        },
+    }
 
 
 def write_malicious(folder, kind, marker, name=None):

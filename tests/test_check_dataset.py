@@ -1,12 +1,12 @@
 """tools/check_dataset.py on tiny generated datasets."""
+
 import os
 import subprocess
 import sys
 
+import check_dataset  # tools/ is on sys.path (conftest)
 import numpy as np
 import pytest
-
-import check_dataset  # tools/ is on sys.path (conftest)
 from test_datasets import BAD, H, W, make_layout, write_png
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +33,7 @@ def test_clean_dataset_passes(tmp_path, capsys):
 def test_each_problem_names_the_file(tmp_path, capsys, case):
     train = make_layout(tmp_path / "ade", "ade20k", n=3)
     from jsegnext.datasets import build_dataset
+
     path = BAD[case](build_dataset(train), 2)
     cfg = write_config(tmp_path, train)
     assert check_dataset.main([cfg, "--no-progress"]) == 1
@@ -57,12 +58,17 @@ def test_max_images_nproc_and_command_line(tmp_path):
     label = np.full((H, W), 3, np.uint8)
     label[0, 0] = 40  # not one of the 16 classes
     from jsegnext.datasets import build_dataset
+
     ds = build_dataset(train)
     write_png(ds.ann_files[3], label)
     cfg = write_config(tmp_path, train)
     assert check_dataset.main([cfg, "--max-images", "3", "--no-progress"]) == 0
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "check_dataset.py"), cfg, "--nproc", "2"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "check_dataset.py"), cfg, "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert os.path.basename(ds.ann_files[3]) in proc.stdout and "values 40" in proc.stdout
 
@@ -71,6 +77,7 @@ def test_out_of_range_value_is_reported_as_it_is_in_the_file(tmp_path, capsys):
     """ADE20K labels are reduced (file value v is class v-1): a file value 151 must be named 151."""
     train = make_layout(tmp_path / "ade", "ade20k", n=2)
     from jsegnext.datasets import build_dataset
+
     ds = build_dataset(train)
     label = np.full((H, W), 5, np.uint8)
     label[:3, :4] = 151  # one past the 150 classes (1..150 in the file)
@@ -80,5 +87,6 @@ def test_out_of_range_value_is_reported_as_it_is_in_the_file(tmp_path, capsys):
     assert f"label {ds.ann_files[1]}: file values 151 (12 pixels) are not classes" in out
     assert "with reduce_zero_label (applied by this check)" in out and "holds 1..150" in out
     from jsegnext.datasets import DataError
+
     with pytest.raises(DataError, match="file values 151 "):
         ds.get_gt_seg_map(1)

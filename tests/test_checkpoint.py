@@ -5,14 +5,25 @@ import random
 import numpy as np
 import pytest
 
-from jsegnext.engine.checkpoint import (CheckpointError, CheckpointManager, is_complete_checkpoint,
-                                        load_training_state, read_training_checkpoint, save_checkpoint)
+from jsegnext.engine.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    is_complete_checkpoint,
+    load_training_state,
+    read_training_checkpoint,
+    save_checkpoint,
+)
 from jsegnext.engine.optim import PolyLrSchedule, build_optimizer
 from jsegnext.runtime import jt
 
 nn = jt.nn
-OPTIM = dict(type="AdamW", lr=1e-2, betas=(0.9, 0.999), weight_decay=0.01,
-             paramwise_cfg=dict(custom_keys={"norm": dict(decay_mult=0.0), "head": dict(lr_mult=10.0)}))
+OPTIM = dict(
+    type="AdamW",
+    lr=1e-2,
+    betas=(0.9, 0.999),
+    weight_decay=0.01,
+    paramwise_cfg=dict(custom_keys={"norm": dict(decay_mult=0.0), "head": dict(lr_mult=10.0)}),
+)
 
 
 class Tiny(nn.Module):
@@ -30,8 +41,7 @@ def make(seed):
     np.random.seed(seed)
     model = Tiny()
     optimizer = build_optimizer(model, OPTIM)
-    return model, optimizer, PolyLrSchedule(optimizer, max_iters=10, warmup="linear", warmup_iters=2,
-                                            warmup_ratio=0.1)
+    return model, optimizer, PolyLrSchedule(optimizer, max_iters=10, warmup="linear", warmup_iters=2, warmup_ratio=0.1)
 
 
 def train_step(model, optimizer, schedule, it):
@@ -74,6 +84,7 @@ def test_file_format_is_safetensors_readable_by_weights(tmp_path):
     from safetensors.numpy import load_file
 
     from jsegnext.weights import read_checkpoint
+
     model, opt, _ = make(0)
     path = save_checkpoint(str(tmp_path / "a.pkl"), model, opt, {"iter": 7})
     plain = load_file(path)  # any safetensors reader: the state dict under its own names
@@ -87,10 +98,14 @@ def test_file_format_is_safetensors_readable_by_weights(tmp_path):
 def test_resume_from_an_old_pickle_checkpoint(tmp_path):
     """Checkpoints of jsegnext 0.1 (Jittor's pickle .pkl) still resume, through the restricted reader."""
     from jsegnext.engine.checkpoint import model_state_numpy, optimizer_state, rng_state
+
     model, opt, sched = make(0)
     train_step(model, opt, sched, 0)
-    obj = {"meta": {"iter": 1, "rng": rng_state(), "jsegnext_checkpoint": 1},
-           "state_dict": model_state_numpy(model), "optimizer": optimizer_state(opt)}
+    obj = {
+        "meta": {"iter": 1, "rng": rng_state(), "jsegnext_checkpoint": 1},
+        "state_dict": model_state_numpy(model),
+        "optimizer": optimizer_state(opt),
+    }
     old = tmp_path / "iter_1.pkl"
     jt.save(obj, str(old))  # the 0.1 format: pickle + sha1 + trailer
     assert old.read_bytes().endswith(b"HCAJSLHD") and is_complete_checkpoint(old)
@@ -184,7 +199,9 @@ def test_clear_errors(tmp_path):
 
 def test_jsonl_logger_appends_after_a_killed_line(tmp_path):
     import json
+
     from jsegnext.engine.logger import JsonlLogger
+
     path = tmp_path / "log.jsonl"
     path.write_text('{"iter": 1}\n{"iter": 2, "lo')  # killed mid-line
     with JsonlLogger(path) as log:

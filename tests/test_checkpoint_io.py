@@ -1,4 +1,5 @@
 """The checkpoint file reader and writer alone (NumPy only: these also run under NumPy 2)."""
+
 import hashlib
 import pickle
 
@@ -37,15 +38,22 @@ def test_protocol_0_pickles_are_refused_too(tmp_path):
 
 
 def test_reader_reads_every_format_of_the_same_weights(tmp_path):
-    state = {"a.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "a.bias": np.ones(3, np.float16),
-             "n.num_batches_tracked": np.array(7, np.int64)}
-    obj = {"meta": {"CLASSES": ("x", "y"), "PALETTE": [[1, 2, 3], [4, 5, 6]], "config": "model = dict()"},
-           "state_dict": state}
-    files = {"zip.pth": lambda p: save_torch_checkpoint(obj, p),
-             "legacy.pth": lambda p: save_torch_legacy_checkpoint(obj, p),
-             "jittor.pkl": lambda p: open(p, "wb").write(jittor_pkl(obj)),
-             "plain.pkl": lambda p: open(p, "wb").write(pickle.dumps(obj, 5)),
-             "ours.pkl": lambda p: checkpoint_io.save(p, obj)}
+    state = {
+        "a.weight": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "a.bias": np.ones(3, np.float16),
+        "n.num_batches_tracked": np.array(7, np.int64),
+    }
+    obj = {
+        "meta": {"CLASSES": ("x", "y"), "PALETTE": [[1, 2, 3], [4, 5, 6]], "config": "model = dict()"},
+        "state_dict": state,
+    }
+    files = {
+        "zip.pth": lambda p: save_torch_checkpoint(obj, p),
+        "legacy.pth": lambda p: save_torch_legacy_checkpoint(obj, p),
+        "jittor.pkl": lambda p: open(p, "wb").write(jittor_pkl(obj)),
+        "plain.pkl": lambda p: open(p, "wb").write(pickle.dumps(obj, 5)),
+        "ours.pkl": lambda p: checkpoint_io.save(p, obj),
+    }
     for name, write in files.items():
         path = str(tmp_path / name)
         write(path)
@@ -72,28 +80,36 @@ def test_numpy_1_and_2_pickles_both_load(tmp_path):
 def test_real_pytorch_files_if_pytorch_is_installed(tmp_path):
     torch = pytest.importorskip("torch", reason="optional check against real torch.save output")
     base = torch.randn(4, 6)
-    state = {"w": base, "view": base.t(), "slice": base[1:3, 2:5], "half": base.half(),
-             "bf16": base[0].bfloat16(), "p": torch.nn.Parameter(torch.ones(2)), "n": torch.tensor(3)}
+    state = {
+        "w": base,
+        "view": base.t(),
+        "slice": base[1:3, 2:5],
+        "half": base.half(),
+        "bf16": base[0].bfloat16(),
+        "p": torch.nn.Parameter(torch.ones(2)),
+        "n": torch.tensor(3),
+    }
     for legacy in (False, True):
         path = tmp_path / f"real_{legacy}.pth"
         torch.save({"state_dict": state}, path, _use_new_zipfile_serialization=not legacy)
         back = checkpoint_io.load(path)["state_dict"]
         for key, value in state.items():
-            np.testing.assert_array_equal(back[key], value.detach().float().numpy() if key == "bf16"
-                                          else value.detach().numpy())
+            np.testing.assert_array_equal(
+                back[key], value.detach().float().numpy() if key == "bf16" else value.detach().numpy()
+            )
 
 
 def test_damaged_jsegnext_files_are_named_and_never_half_loaded(tmp_path):
     path = checkpoint_io.save(str(tmp_path / "w.pkl"), {"state_dict": {"w": np.ones(64, np.float32)}, "meta": {}})
     data = open(path, "rb").read()
-    for name, content, message in (("cut.pkl", data[:-4], "truncated"),
-                                   ("flip.pkl", data[:-8] + bytes([data[-8] ^ 4]) + data[-7:], "checksum")):
+    for name, content, message in (
+        ("cut.pkl", data[:-4], "truncated"),
+        ("flip.pkl", data[:-8] + bytes([data[-8] ^ 4]) + data[-7:], "checksum"),
+    ):
         (tmp_path / name).write_bytes(content)
         assert not checkpoint_io.is_complete(tmp_path / name)
         with pytest.raises(CheckpointError, match=message):
             checkpoint_io.load(tmp_path / name)
-
-
 
 
 def test_mmengine_history_buffers_are_kept_as_inert_data(tmp_path):
@@ -113,7 +129,9 @@ def test_mmengine_history_buffers_are_kept_as_inert_data(tmp_path):
     saved = {name: sys.modules.get(name) for name in names}
     sys.modules.update(modules)
     try:
-        data = pickle.dumps({"state_dict": {"w": np.ones(2)}, "message_hub": {"log_scalars": {"loss": HistoryBuffer()}}}, 2)
+        data = pickle.dumps(
+            {"state_dict": {"w": np.ones(2)}, "message_hub": {"log_scalars": {"loss": HistoryBuffer()}}}, 2
+        )
     finally:
         for name, module in saved.items():
             if module is None:

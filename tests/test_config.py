@@ -20,20 +20,30 @@ def write(path, text):
 
 
 def test_overrides_apply_and_parse_literals():
-    cfg = load_config(str(CONFIGS / "segnext_t_ade20k.py"),
-                      ["model.decode_head.dropout_ratio=0.2", "data.batch_size=4",
-                       "model.test_cfg.mode=slide", "crop_size=(256, 256)", "train_pipeline.2.ratio_range=(1.0,1.0)"])
+    cfg = load_config(
+        str(CONFIGS / "segnext_t_ade20k.py"),
+        [
+            "model.decode_head.dropout_ratio=0.2",
+            "data.batch_size=4",
+            "model.test_cfg.mode=slide",
+            "crop_size=(256, 256)",
+            "train_pipeline.2.ratio_range=(1.0,1.0)",
+        ],
+    )
     assert cfg.model.decode_head.dropout_ratio == 0.2 and cfg.data.batch_size == 4
     assert cfg.model.test_cfg.mode == "slide" and cfg.crop_size == (256, 256)
     assert cfg.train_pipeline[2].ratio_range == (1.0, 1.0)
 
 
-@pytest.mark.parametrize("option,message", [
-    ("model.decode_head.dropout_rate=0.2", "did you mean 'dropout_ratio'"),
-    ("model.backbon.depths=[1,1,1,1]", "did you mean 'backbone'"),
-    ("train_pipeline.12.prob=1", "not an index"),
-    ("data.batch_size", "key=value"),
-])
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        ("model.decode_head.dropout_rate=0.2", "did you mean 'dropout_ratio'"),
+        ("model.backbon.depths=[1,1,1,1]", "did you mean 'backbone'"),
+        ("train_pipeline.12.prob=1", "not an index"),
+        ("data.batch_size", "key=value"),
+    ],
+)
 def test_unknown_override_keys_are_rejected(option, message):
     with pytest.raises(ConfigError, match=message):
         load_config(str(CONFIGS / "segnext_t_ade20k.py"), [option])
@@ -41,10 +51,13 @@ def test_unknown_override_keys_are_rejected(option, message):
 
 def test_typo_inside_a_config_file_names_the_key(tmp_path):
     base = CONFIGS / "_base_" / "models" / "segnext_t.py"
-    path = write(tmp_path / "typo.py", f"""
+    path = write(
+        tmp_path / "typo.py",
+        f"""
         _base_ = [{str(base)!r}]
         model = dict(backbone=dict(drop_path_rat=0.2))
-    """)
+    """,
+    )
     with pytest.raises(ConfigError, match=r"model\.backbone\.drop_path_rat.*did you mean 'drop_path_rate'"):
         build_segmentor(load_config(str(path)).model)
 
@@ -68,23 +81,32 @@ def test_attribute_access_and_plain_dict_export():
 
 # ============================================================================ _base_ files
 def test_bases_merge_dicts_key_by_key_and_replace_other_values(tmp_path, monkeypatch):
-    write(tmp_path / "bases" / "model.py", """
+    write(
+        tmp_path / "bases" / "model.py",
+        """
         model = dict(head=dict(classes=150, channels=256), test_cfg=dict(mode='whole'))
         pretrained = 'a.pth'
         _private = 1
-    """)
-    write(tmp_path / "bases" / "data.py", """
+    """,
+    )
+    write(
+        tmp_path / "bases" / "data.py",
+        """
         import os
         pipeline = [dict(type='Load'), dict(type='Flip')]
         data = dict(batch_size=16, train=dict(root='data/a', pipeline=pipeline))
-    """)
-    leaf = write(tmp_path / "leaf.py", """
+    """,
+    )
+    leaf = write(
+        tmp_path / "leaf.py",
+        """
         _base_ = ['bases/model.py', 'bases/data.py']
         model = dict(head=dict(classes=19), test_cfg=dict(mode='slide', stride=(768, 768)))
         data = dict(train=dict(pipeline=[dict(type='Load')]))
         pretrained = None
         seed = 3
-    """)
+    """,
+    )
     monkeypatch.chdir(tmp_path / "bases")  # _base_ paths are relative to the file, not the working directory
     cfg = Config.fromfile(leaf).to_dict()
     assert cfg == {
@@ -104,13 +126,20 @@ def test_a_single_base_may_be_a_string(tmp_path):
     assert Config.fromfile(leaf).a == {"b": 1, "c": 3}
 
 
-@pytest.mark.parametrize("files,message", [
-    ({"base.py": "_base_ = ['other.py']\nx = 1\n", "other.py": "y = 1\n"},
-     r"base\.py: a base config cannot have a _base_ of its own \(bases are one level deep\)"),
-    ({"base.py": "x = dict(a=1)\n", "other.py": "x = dict(b=1)\n"},
-     r"leaf\.py: key 'x' is set by two bases, .*base\.py and .*other\.py"),
-    ({"base.py": "x = 1\n"}, r"leaf\.py: base config not found: .*other\.py"),
-])
+@pytest.mark.parametrize(
+    "files,message",
+    [
+        (
+            {"base.py": "_base_ = ['other.py']\nx = 1\n", "other.py": "y = 1\n"},
+            r"base\.py: a base config cannot have a _base_ of its own \(bases are one level deep\)",
+        ),
+        (
+            {"base.py": "x = dict(a=1)\n", "other.py": "x = dict(b=1)\n"},
+            r"leaf\.py: key 'x' is set by two bases, .*base\.py and .*other\.py",
+        ),
+        ({"base.py": "x = 1\n"}, r"leaf\.py: base config not found: .*other\.py"),
+    ],
+)
 def test_base_errors_name_the_files(tmp_path, files, message):
     for name, text in files.items():
         write(tmp_path / name, text)
@@ -119,11 +148,14 @@ def test_base_errors_name_the_files(tmp_path, files, message):
         Config.fromfile(leaf)
 
 
-@pytest.mark.parametrize("leaf_text,message", [
-    ("x = dict(a=dict(_delete_=True, c=1))\n", r"'x\.a\._delete_' is not supported"),
-    ("x = dict(b=dict(c=1))\n", r"'x\.b' is a dict here but a int in the base"),
-    ("_base_ = 3\n", "_base_ must be a path or a list of paths, got 3"),
-])
+@pytest.mark.parametrize(
+    "leaf_text,message",
+    [
+        ("x = dict(a=dict(_delete_=True, c=1))\n", r"'x\.a\._delete_' is not supported"),
+        ("x = dict(b=dict(c=1))\n", r"'x\.b' is a dict here but a int in the base"),
+        ("_base_ = 3\n", "_base_ must be a path or a list of paths, got 3"),
+    ],
+)
 def test_merge_errors_name_the_key(tmp_path, leaf_text, message):
     write(tmp_path / "base.py", "x = dict(a=dict(b=1), b=2)\n")
     leaf = write(tmp_path / "leaf.py", "_base_ = ['base.py']\n" + leaf_text)

@@ -76,25 +76,32 @@ def _cs_json(path, objects, w=8, h=6):
 def _cityscapes_tree(root):
     gt = root / "gtFine"
     train_json = gt / "train" / "aachen" / "aachen_000000_000019_gtFine_polygons.json"
-    _cs_json(train_json, [
-        {"label": "road", "polygon": _rect(0, 0, 7, 5)},
-        {"label": "building", "polygon": _rect(0, 0, 7, 1)},
-        {"label": "car", "polygon": _rect(0, 0, 7, 5), "deleted": 1},
-        {"label": "cargroup", "polygon": _rect(1, 3, 3, 4)},
-        {"label": "license plate", "polygon": _rect(2, 3, 2, 3)},
-        {"label": "polegroup", "polygon": _rect(6, 2, 7, 5)},
-        {"label": "rider", "polygon": _rect(6, 5, 7, 5)},
-    ])
+    _cs_json(
+        train_json,
+        [
+            {"label": "road", "polygon": _rect(0, 0, 7, 5)},
+            {"label": "building", "polygon": _rect(0, 0, 7, 1)},
+            {"label": "car", "polygon": _rect(0, 0, 7, 5), "deleted": 1},
+            {"label": "cargroup", "polygon": _rect(1, 3, 3, 4)},
+            {"label": "license plate", "polygon": _rect(2, 3, 2, 3)},
+            {"label": "polegroup", "polygon": _rect(6, 2, 7, 5)},
+            {"label": "rider", "polygon": _rect(6, 5, 7, 5)},
+        ],
+    )
     expected = np.full((6, 8), 255, np.uint8)
-    expected[0:6, 0:8] = 0      # road
-    expected[0:2, 0:8] = 2      # building over road
-    expected[3:5, 1:4] = 13     # cargroup -> car; licence plate not drawn
-    expected[2:6, 6:8] = 255    # polegroup is in the table (trainId 255)
-    expected[5, 6:8] = 12       # rider, later over earlier
-    _cs_json(gt / "val" / "frankfurt" / "frankfurt_000000_000294_gtFine_polygons.json",
-             [{"label": "sky", "polygon": _rect(0, 0, 3, 2)}])
-    _cs_json(gt / "test" / "berlin" / "berlin_000000_000019_gtFine_polygons.json",
-             [{"label": "ego vehicle", "polygon": _rect(0, 4, 7, 5)}])
+    expected[0:6, 0:8] = 0  # road
+    expected[0:2, 0:8] = 2  # building over road
+    expected[3:5, 1:4] = 13  # cargroup -> car; licence plate not drawn
+    expected[2:6, 6:8] = 255  # polegroup is in the table (trainId 255)
+    expected[5, 6:8] = 12  # rider, later over earlier
+    _cs_json(
+        gt / "val" / "frankfurt" / "frankfurt_000000_000294_gtFine_polygons.json",
+        [{"label": "sky", "polygon": _rect(0, 0, 3, 2)}],
+    )
+    _cs_json(
+        gt / "test" / "berlin" / "berlin_000000_000019_gtFine_polygons.json",
+        [{"label": "ego vehicle", "polygon": _rect(0, 4, 7, 5)}],
+    )
     (root / "leftImg8bit" / "train" / "aachen").mkdir(parents=True)
     return train_json, expected
 
@@ -132,7 +139,8 @@ def test_cityscapes_rasterizer_and_layout(tmp_path, capsys):
     out_root = tmp_path / "out"
     assert cs.main([str(root), "-o", str(out_root), "--nproc", "1"]) == 0
     np.testing.assert_array_equal(
-        read(out_root / "gtFine/train/aachen/aachen_000000_000019_gtFine_labelTrainIds.png"), expected)
+        read(out_root / "gtFine/train/aachen/aachen_000000_000019_gtFine_labelTrainIds.png"), expected
+    )
     assert (out_root / "train.txt").exists() and (out_root / "leftImg8bit").is_symlink()
 
 
@@ -163,9 +171,14 @@ def test_cityscapes_builtin_matches_cityscapesscripts(tmp_path):
     rng = np.random.default_rng(1)
     names = [n for n, _, _ in cs.LABELS] + ["cargroup", "persongroup", "bicyclegroup"]
     for t in range(10):
-        objs = [{"label": str(rng.choice(names)), "deleted": int(rng.random() < 0.1),
-                 "polygon": rng.integers(-5, 105, (rng.integers(3, 20), 2)).tolist()}
-                for _ in range(rng.integers(1, 15))]
+        objs = [
+            {
+                "label": str(rng.choice(names)),
+                "deleted": int(rng.random() < 0.1),
+                "polygon": rng.integers(-5, 105, (rng.integers(3, 20), 2)).tolist(),
+            }
+            for _ in range(rng.integers(1, 15))
+        ]
         ann = {"imgWidth": 100, "imgHeight": 70, "objects": objs}
         (tmp_path / f"{t}.json").write_text(json.dumps(ann))
         json2labelImg(str(tmp_path / f"{t}.json"), str(tmp_path / f"{t}.png"), "trainIds")
@@ -186,8 +199,15 @@ def _sbd_mat(seg, path):
     from scipy.io import savemat
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    savemat(str(path), {"GTcls": {"Segmentation": np.asarray(seg, np.uint8),
-                                  "CategoriesPresent": np.unique(seg[seg > 0]).astype(np.uint8)}})
+    savemat(
+        str(path),
+        {
+            "GTcls": {
+                "Segmentation": np.asarray(seg, np.uint8),
+                "CategoriesPresent": np.unique(seg[seg > 0]).astype(np.uint8),
+            }
+        },
+    )
 
 
 def _voc_tree(tmp_path, voc):
@@ -234,8 +254,7 @@ def test_voc_aug(tmp_path, capsys):
         np.testing.assert_array_equal(np.array(im), lab)
     sets = v / "ImageSets" / "Segmentation"
     assert (sets / "aug.txt").read_text().split() == ["2008_000010", "2008_000011"]
-    assert (sets / "trainaug.txt").read_text().split() == [
-        "2007_000001", "2007_000002", "2008_000010", "2008_000011"]
+    assert (sets / "trainaug.txt").read_text().split() == ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]
     text = capsys.readouterr().out
     assert "10582" in text and "9118" in text
 
@@ -314,21 +333,28 @@ def _context_tree(tmp_path, pc):
     d = np.zeros((h, w), np.uint8)
     d[0, 0] = 1
     annos = [
-        {"id": 1, "image_id": 2008000001, "category_id": 2, "segmentation": pc.rle_encode(a)},   # aeroplane
+        {"id": 1, "image_id": 2008000001, "category_id": 2, "segmentation": pc.rle_encode(a)},  # aeroplane
         {"id": 2, "image_id": 2008000002, "category_id": 360, "segmentation": pc.rle_encode(np.ones((3, 3), np.uint8))},
         {"id": 3, "image_id": 2008000001, "category_id": 458, "segmentation": pc.rle_encode(b)},  # wood, over a
-        {"id": 4, "image_id": 2008000001, "category_id": 1, "segmentation": pc.rle_encode(c)},    # accordion: not in 59
-        {"id": 5, "image_id": 2008000001, "category_id": 115,                                     # door, uncompressed RLE
-         "segmentation": {"size": [h, w], "counts": [0, 1, h * w - 1]}},
+        {"id": 4, "image_id": 2008000001, "category_id": 1, "segmentation": pc.rle_encode(c)},  # accordion: not in 59
+        {
+            "id": 5,
+            "image_id": 2008000001,
+            "category_id": 115,  # door, uncompressed RLE
+            "segmentation": {"size": [h, w], "counts": [0, 1, h * w - 1]},
+        },
         {"id": 6, "image_id": 2008000009, "category_id": 2, "segmentation": pc.rle_encode(d)},
     ]
     expected = np.zeros((h, w), np.uint8)
-    expected[a == 1] = 1   # aeroplane -> 1
+    expected[a == 1] = 1  # aeroplane -> 1
     expected[b == 1] = 59  # wood -> 59
-    expected[c == 1] = 0   # outside the 60 -> background
-    expected[0, 0] = 24    # door -> 24 (alphabetical position)
+    expected[c == 1] = 0  # outside the 60 -> background
+    expected[0, 0] = 24  # door -> 24 (alphabetical position)
     data = {
-        "info": {}, "categories": [], "parts": [], "annos_occlusion": [],
+        "info": {},
+        "categories": [],
+        "parts": [],
+        "annos_occlusion": [],
         "images": [
             {"image_id": 2008000001, "file_name": "2008_000001.jpg", "height": h, "width": w, "phase": "train"},
             {"image_id": 2008000002, "file_name": "2008_000002.jpg", "height": 3, "width": 3, "phase": "val"},
@@ -375,7 +401,8 @@ def test_pascal_context_bad_annotation_is_named(tmp_path, capsys):
     pc = load("pascal_context")
     devkit, js, _, data = _context_tree(tmp_path, pc)
     data["annos_segmentation"].append(
-        {"id": 7, "image_id": 2008000003, "category_id": 2, "segmentation": {"size": [2, 2], "counts": "3"}})
+        {"id": 7, "image_id": 2008000003, "category_id": 2, "segmentation": {"size": [2, 2], "counts": "3"}}
+    )
     js.write_text(json.dumps(data))
     assert pc.main([str(devkit), str(js), "--nproc", "1"]) == 1
     text = capsys.readouterr().out
@@ -432,9 +459,12 @@ def test_coco_stuff164k_command_line(tmp_path):
     for i in range(3):
         save(np.full((2, 2), i, np.uint8), root / f"annotations/train2017/00000000000{i}.png")
     (root / "images").mkdir()
-    res = subprocess.run([sys.executable, str(CONV_DIR / "coco_stuff164k.py"), str(root),
-                          "-o", str(tmp_path / "out"), "--nproc", "2"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, str(CONV_DIR / "coco_stuff164k.py"), str(root), "-o", str(tmp_path / "out"), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "train2017 -> labelTrainIds: 3 written, 0 skipped" in res.stdout
     assert read(tmp_path / "out/annotations/train2017/000000000002_labelTrainIds.png").max() == 2
@@ -459,14 +489,24 @@ def _mmseg_windows(h, w, patch, overlap):
 
 def test_isaid_windows_match_mmseg():
     isaid = load("isaid")
-    for h, w in [(896, 896), (500, 700), (896, 1000), (1000, 2000), (4000, 1024), (5502, 6573),
-                 (1408, 1409), (895, 4000)]:
+    for h, w in [
+        (896, 896),
+        (500, 700),
+        (896, 1000),
+        (1000, 2000),
+        (4000, 1024),
+        (5502, 6573),
+        (1408, 1409),
+        (895, 4000),
+    ]:
         wins = isaid.windows(h, w, 896, 384)
         assert set(wins) == _mmseg_windows(h, w, 896, 384) and len(wins) == len(set(wins))
         for y, x in wins:
             assert 0 <= y <= max(h, 896) - 896 and 0 <= x <= max(w, 896) - 896
     assert isaid.patch_names("P0001", 512, 0, 896) == (
-        "P0001_512_1408_0_896.png", "P0001_512_1408_0_896_instance_color_RGB.png")
+        "P0001_512_1408_0_896.png",
+        "P0001_512_1408_0_896_instance_color_RGB.png",
+    )
 
 
 def _isaid_tree(tmp_path, isaid, rng):
@@ -483,8 +523,10 @@ def _isaid_tree(tmp_path, isaid, rng):
             ids[0, 0] = 255
             truth[stem] = (img, ids)
             if split == "train":  # zipped, as downloaded
-                with zipfile.ZipFile(root / "train/images/part1.zip", "a") as z1, \
-                        zipfile.ZipFile(root / "train/Semantic_masks/images.zip", "a") as z2:
+                with (
+                    zipfile.ZipFile(root / "train/images/part1.zip", "a") as z1,
+                    zipfile.ZipFile(root / "train/Semantic_masks/images.zip", "a") as z2,
+                ):
                     z1.writestr(f"images/{stem}.png", _png_bytes(img))
                     z2.writestr(f"images/{stem}_instance_color_RGB.png", _png_bytes(mask))
                     z2.writestr(f"images/{stem}_instance_id_RGB.png", _png_bytes(mask[..., ::-1]))
@@ -515,8 +557,7 @@ def test_isaid(isaid_root, tmp_path, capsys):
     isaid, root, truth = isaid_root
     out = tmp_path / "out"
     P, OV = 8, 3
-    assert isaid.main([str(root), "-o", str(out), "--patch-size", str(P), "--overlap", str(OV),
-                       "--nproc", "2"]) == 0
+    assert isaid.main([str(root), "-o", str(out), "--patch-size", str(P), "--overlap", str(OV), "--nproc", "2"]) == 0
     n_expected = {"train": 0, "val": 0}
     for stem, (img, ids) in truth.items():
         split = "val" if stem == "P0003" else "train"
@@ -527,10 +568,10 @@ def test_isaid(isaid_root, tmp_path, capsys):
         n_expected[split] += len(wins)
         for y, x in wins:
             ni, na = isaid.patch_names(stem, y, x, P)
-            np.testing.assert_array_equal(read(out / "img_dir" / split / ni), img_p[y:y + P, x:x + P])
+            np.testing.assert_array_equal(read(out / "img_dir" / split / ni), img_p[y : y + P, x : x + P])
             lab = read(out / "ann_dir" / split / na)
             assert lab.shape == (P, P) and lab.dtype == np.uint8
-            np.testing.assert_array_equal(lab, ids_p[y:y + P, x:x + P])
+            np.testing.assert_array_equal(lab, ids_p[y : y + P, x : x + P])
     assert len(isaid.windows(13, 20, P, OV)) == 8  # x 0,5,10,12 (last one shifted) x y 0,5
     for split in ("train", "val"):
         assert len(list((out / "img_dir" / split).glob("*.png"))) == n_expected[split]
@@ -542,8 +583,7 @@ def test_isaid(isaid_root, tmp_path, capsys):
     outs = sorted((out / "ann_dir" / "train").glob("*.png"))
     before = mtimes(outs)
     corrupt(outs[2])
-    assert isaid.main([str(root), "-o", str(out), "--patch-size", str(P), "--overlap", str(OV),
-                       "--nproc", "1"]) == 0
+    assert isaid.main([str(root), "-o", str(out), "--patch-size", str(P), "--overlap", str(OV), "--nproc", "1"]) == 0
     after = mtimes(outs)
     assert [before[str(p)] == after[str(p)] for p in outs] == [i != 2 for i in range(len(outs))]
     assert read(outs[2]).shape == (P, P)
@@ -554,8 +594,12 @@ def test_isaid_bad_mask_is_named(isaid_root, tmp_path, capsys):
     bad = root / "val/Semantic_masks/images/P0003_instance_color_RGB.png"
     bad.write_bytes(b"\x89PNG garbage")
     save(np.zeros((4, 4, 3)), root / "val/images/P0004.png")  # no mask: skipped with a warning
-    assert isaid.main([str(root), "-o", str(tmp_path / "o"), "--patch-size", "8", "--overlap", "3",
-                       "--nproc", "1", "--skip-test"]) == 1
+    assert (
+        isaid.main(
+            [str(root), "-o", str(tmp_path / "o"), "--patch-size", "8", "--overlap", "3", "--nproc", "1", "--skip-test"]
+        )
+        == 1
+    )
     text = capsys.readouterr().out
     assert str(bad) in text and "1 images without a semantic mask" in text
     assert not (tmp_path / "o/img_dir/test").exists()

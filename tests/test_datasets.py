@@ -1,4 +1,5 @@
 """Datasets and loading on tiny generated data in the six prepared layouts (mmseg conventions)."""
+
 import os
 import warnings
 
@@ -8,8 +9,7 @@ import pytest
 from PIL import Image
 
 from jsegnext.config import ConfigError
-from jsegnext.datasets import (DATASETS, DataError, DataWarning, build_dataloader, build_dataset,
-                               collate_batch)
+from jsegnext.datasets import DATASETS, DataError, DataWarning, build_dataloader, build_dataset, collate_batch
 from jsegnext.datasets.classes import DATASET_INFO
 
 NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
@@ -17,16 +17,24 @@ H, W = 40, 56
 
 
 def train_pipeline(reduce_zero_label, crop=(24, 24), img_scale=(112, 40)):
-    return [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=reduce_zero_label),
-            dict(type='Resize', img_scale=img_scale, ratio_range=(0.5, 2.0)),
-            dict(type='RandomCrop', crop_size=crop, cat_max_ratio=0.75), dict(type='RandomFlip', prob=0.5),
-            dict(type='PhotoMetricDistortion'), dict(type='Normalize', **NORM),
-            dict(type='Pad', size=crop, pad_val=0, seg_pad_val=255)]
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=reduce_zero_label),
+        dict(type='Resize', img_scale=img_scale, ratio_range=(0.5, 2.0)),
+        dict(type='RandomCrop', crop_size=crop, cat_max_ratio=0.75),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PhotoMetricDistortion'),
+        dict(type='Normalize', **NORM),
+        dict(type='Pad', size=crop, pad_val=0, seg_pad_val=255),
+    ]
 
 
 def eval_pipeline_cfg():
-    return [dict(type='LoadImageFromFile'), dict(type='Resize', img_scale=(112, 40), keep_ratio=True,
-                                                 size_divisor=8), dict(type='Normalize', **NORM)]
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', img_scale=(112, 40), keep_ratio=True, size_divisor=8),
+        dict(type='Normalize', **NORM),
+    ]
 
 
 # ============================================================================ tiny data in real layouts
@@ -36,10 +44,10 @@ def make_label(rng, num_classes, h=H, w=W, zero_is_other=False):
     lo = 0
     hi = num_classes + 1 if zero_is_other else num_classes  # ADE/Context raw labels go up to num_classes
     values = rng.integers(lo, hi, 4)
-    label[:h // 2, :w // 2] = values[0]
-    label[:h // 2, w // 2:] = values[1]
-    label[h // 2:, :w // 3] = values[2]
-    label[h // 2:, w // 3:w - 4] = values[3]
+    label[: h // 2, : w // 2] = values[0]
+    label[: h // 2, w // 2 :] = values[1]
+    label[h // 2 :, : w // 3] = values[2]
+    label[h // 2 :, w // 3 : w - 4] = values[3]
     return label
 
 
@@ -85,8 +93,13 @@ def make_layout(root, kind, n=4, split='train', seed=0):
         for i in range(n):
             write_jpg(f"{root}/images/{sub}/ADE_{sub}_{i:08d}.jpg", make_image(rng))
             write_png(f"{root}/annotations/{sub}/ADE_{sub}_{i:08d}.png", make_label(rng, 150, zero_is_other=True))
-        return dict(type='ADE20KDataset', data_root=root, img_dir=f'images/{sub}', ann_dir=f'annotations/{sub}',
-                    pipeline=train_pipeline(True))
+        return dict(
+            type='ADE20KDataset',
+            data_root=root,
+            img_dir=f'images/{sub}',
+            ann_dir=f'annotations/{sub}',
+            pipeline=train_pipeline(True),
+        )
     if kind == 'cityscapes':
         for i in range(n):
             city = ('aachen', 'bremen')[i % 2]
@@ -97,8 +110,13 @@ def make_layout(root, kind, n=4, split='train', seed=0):
             # other official files in the same folder must be ignored
             write_png(f"{root}/gtFine/{split}/{city}/{stem}_gtFine_labelIds.png", label + 7)
             write_png(f"{root}/gtFine/{split}/{city}/{stem}_gtFine_color.png", make_image(rng))
-        return dict(type='CityscapesDataset', data_root=root, img_dir=f'leftImg8bit/{split}',
-                    ann_dir=f'gtFine/{split}', pipeline=train_pipeline(False))
+        return dict(
+            type='CityscapesDataset',
+            data_root=root,
+            img_dir=f'leftImg8bit/{split}',
+            ann_dir=f'gtFine/{split}',
+            pipeline=train_pipeline(False),
+        )
     if kind == 'coco_stuff164k':
         sub = f"{split}2017"
         for i in range(n):
@@ -106,8 +124,13 @@ def make_layout(root, kind, n=4, split='train', seed=0):
             label = make_label(rng, 171)
             write_png(f"{root}/annotations/{sub}/{i:012d}_labelTrainIds.png", label)
             write_png(f"{root}/annotations/{sub}/{i:012d}.png", np.full_like(label, 181))  # raw map, ignored
-        return dict(type='COCOStuffDataset', data_root=root, img_dir=f'images/{sub}', ann_dir=f'annotations/{sub}',
-                    pipeline=train_pipeline(False))
+        return dict(
+            type='COCOStuffDataset',
+            data_root=root,
+            img_dir=f'images/{sub}',
+            ann_dir=f'annotations/{sub}',
+            pipeline=train_pipeline(False),
+        )
     if kind == 'voc':
         names = [f"2007_{i:06d}" for i in range(n)]
         aug_names = [f"2008_{i:06d}" for i in range(n)]
@@ -125,10 +148,14 @@ def make_layout(root, kind, n=4, split='train', seed=0):
             f.write(names[-1] + "\n")
         with open(f"{root}/ImageSets/Segmentation/aug.txt", "w") as f:
             f.write("\n".join(aug_names) + "\n")
-        return dict(type='PascalVOCDataset', data_root=root, img_dir='JPEGImages',
-                    ann_dir=['SegmentationClass', 'SegmentationClassAug'],
-                    split=['ImageSets/Segmentation/train.txt', 'ImageSets/Segmentation/aug.txt'],
-                    pipeline=train_pipeline(False))
+        return dict(
+            type='PascalVOCDataset',
+            data_root=root,
+            img_dir='JPEGImages',
+            ann_dir=['SegmentationClass', 'SegmentationClassAug'],
+            split=['ImageSets/Segmentation/train.txt', 'ImageSets/Segmentation/aug.txt'],
+            pipeline=train_pipeline(False),
+        )
     if kind == 'pascal_context59':
         names = [f"2008_{i:06d}" for i in range(n)]
         for name in names:
@@ -139,22 +166,37 @@ def make_layout(root, kind, n=4, split='train', seed=0):
             f.write("\n".join(names[:-1]) + "\n")
         with open(f"{root}/ImageSets/SegmentationContext/val.txt", "w") as f:
             f.write(names[-1] + "\n")
-        return dict(type='PascalContextDataset59', data_root=root, img_dir='JPEGImages',
-                    ann_dir='SegmentationClassContext', split='ImageSets/SegmentationContext/train.txt',
-                    pipeline=train_pipeline(True))
+        return dict(
+            type='PascalContextDataset59',
+            data_root=root,
+            img_dir='JPEGImages',
+            ann_dir='SegmentationClassContext',
+            split='ImageSets/SegmentationContext/train.txt',
+            pipeline=train_pipeline(True),
+        )
     if kind == 'isaid':
         for i in range(n):
             stem = f"P{i:04d}_0_{H}_0_{W}"
             write_png(f"{root}/img_dir/{split}/{stem}.png", make_image(rng))
             write_png(f"{root}/ann_dir/{split}/{stem}_instance_color_RGB.png", make_label(rng, 16))
-        return dict(type='iSAIDDataset', data_root=root, img_dir=f'img_dir/{split}', ann_dir=f'ann_dir/{split}',
-                    pipeline=train_pipeline(False))
+        return dict(
+            type='iSAIDDataset',
+            data_root=root,
+            img_dir=f'img_dir/{split}',
+            ann_dir=f'ann_dir/{split}',
+            pipeline=train_pipeline(False),
+        )
     raise ValueError(kind)
 
 
 KINDS = {  # kind -> (expected images with n=4, classes)
-    'ade20k': (4, 150), 'cityscapes': (4, 19), 'coco_stuff164k': (4, 171), 'voc': (3 + 4, 21),
-    'pascal_context59': (3, 59), 'isaid': (4, 16)}
+    'ade20k': (4, 150),
+    'cityscapes': (4, 19),
+    'coco_stuff164k': (4, 171),
+    'voc': (3 + 4, 21),
+    'pascal_context59': (3, 59),
+    'isaid': (4, 16),
+}
 
 
 # ============================================================================ layouts
@@ -186,16 +228,18 @@ def test_cityscapes_pairs_by_city_and_name(tmp_path):
     for info, img, ann in zip(ds.img_infos, ds.img_files, ds.ann_files):
         city = info['filename'].split(os.sep)[0]
         assert city in ('aachen', 'bremen')
-        assert os.path.basename(img).replace('_leftImg8bit.png', '') == \
-            os.path.basename(ann).replace('_gtFine_labelTrainIds.png', '')
+        assert os.path.basename(img).replace('_leftImg8bit.png', '') == os.path.basename(ann).replace(
+            '_gtFine_labelTrainIds.png', ''
+        )
         assert ann.endswith(os.path.join(city, os.path.basename(ann)))
 
 
 def test_voc_aug_split_lists_match_ann_dirs(tmp_path):
     cfg = make_layout(tmp_path, 'voc')
     ds = build_dataset(cfg)
-    assert [os.path.basename(os.path.dirname(a)) for a in ds.ann_files] == ['SegmentationClass'] * 3 + \
-        ['SegmentationClassAug'] * 4
+    assert [os.path.basename(os.path.dirname(a)) for a in ds.ann_files] == ['SegmentationClass'] * 3 + [
+        'SegmentationClassAug'
+    ] * 4
     val = build_dataset(dict(cfg, ann_dir='SegmentationClass', split='ImageSets/Segmentation/val.txt'))
     assert len(val) == 1
     with pytest.raises(ConfigError, match="split"):
@@ -242,9 +286,16 @@ def test_custom_dataset(tmp_path):
     for i in range(3):  # images and masks in one folder
         write_png(f"{tmp_path}/data/img{i}.png", make_image(rng))
         write_png(f"{tmp_path}/data/img{i}_mask.png", make_label(rng, 3))
-    cfg = dict(type='CustomDataset', data_root=str(tmp_path), img_dir='data', ann_dir='data', img_suffix='.png',
-               seg_map_suffix='_mask.png', classes=['bg', 'cat', 'dog'],
-               pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations')])
+    cfg = dict(
+        type='CustomDataset',
+        data_root=str(tmp_path),
+        img_dir='data',
+        ann_dir='data',
+        img_suffix='.png',
+        seg_map_suffix='_mask.png',
+        classes=['bg', 'cat', 'dog'],
+        pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations')],
+    )
     ds = build_dataset(cfg)
     assert len(ds) == 3 and ds.CLASSES == ('bg', 'cat', 'dog') and len(ds.PALETTE) == 3
     assert not ds.reduce_zero_label
@@ -253,8 +304,10 @@ def test_custom_dataset(tmp_path):
         build_dataset({k: v for k, v in cfg.items() if k != 'classes'})
     with open(tmp_path / 'list.txt', 'w') as f:
         f.write("img2\nimg0\n")
-    assert [os.path.basename(p) for p in build_dataset(dict(cfg, split='list.txt')).img_files] == \
-        ['img2.png', 'img0.png']
+    assert [os.path.basename(p) for p in build_dataset(dict(cfg, split='list.txt')).img_files] == [
+        'img2.png',
+        'img0.png',
+    ]
 
 
 def test_build_dataset_errors(tmp_path):
@@ -266,8 +319,15 @@ def test_build_dataset_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown transform type 'RandomCorp'.*RandomCrop"):
         build_dataset(dict(cfg, pipeline=[dict(type='RandomCorp', crop_size=(4, 4))]))
     assert build_dataset(cfg, test_mode=True).test_mode
-    assert set(DATASETS) >= {'ADE20KDataset', 'CityscapesDataset', 'COCOStuffDataset', 'PascalVOCDataset',
-                             'PascalContextDataset59', 'iSAIDDataset', 'CustomDataset'}
+    assert set(DATASETS) >= {
+        'ADE20KDataset',
+        'CityscapesDataset',
+        'COCOStuffDataset',
+        'PascalVOCDataset',
+        'PascalContextDataset59',
+        'iSAIDDataset',
+        'CustomDataset',
+    }
 
 
 # ============================================================================ pairing errors at construction
@@ -314,7 +374,7 @@ def _truncated_jpeg(ds, index):
     img = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     data = cv2.imencode('.jpg', img)[1].tobytes()
     with open(path, 'wb') as f:
-        f.write(data[:len(data) // 2])
+        f.write(data[: len(data) // 2])
     return path
 
 
@@ -340,8 +400,14 @@ def _rgb_label(ds, index):
     return ds.ann_files[index]
 
 
-BAD = {'corrupt_jpeg': _corrupt_jpeg, 'truncated_jpeg': _truncated_jpeg, 'missing_label': _missing_label,
-       'wrong_size_label': _wrong_size_label, 'label_out_of_range': _label_out_of_range, 'rgb_label': _rgb_label}
+BAD = {
+    'corrupt_jpeg': _corrupt_jpeg,
+    'truncated_jpeg': _truncated_jpeg,
+    'missing_label': _missing_label,
+    'wrong_size_label': _wrong_size_label,
+    'label_out_of_range': _label_out_of_range,
+    'rgb_label': _rgb_label,
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -460,15 +526,21 @@ def test_gt_seg_map_and_evaluator_interface(tmp_path):
 
 
 # ============================================================================ the shipped configs
-CONFIG_KINDS = {'ade20k': 'ade20k', 'cityscapes': 'cityscapes', 'cocostuff': 'coco_stuff164k', 'voc': 'voc',
-                'context': 'pascal_context59', 'isaid': 'isaid'}
+CONFIG_KINDS = {
+    'ade20k': 'ade20k',
+    'cityscapes': 'cityscapes',
+    'cocostuff': 'coco_stuff164k',
+    'voc': 'voc',
+    'context': 'pascal_context59',
+    'isaid': 'isaid',
+}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_KINDS))
 def test_shipped_config_builds_on_its_layout(tmp_path, name):
     from jsegnext.config import Config
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs',
-                        f'segnext_t_{name}.py')
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', f'segnext_t_{name}.py')
     assert os.path.exists(path), f"shipped config {path} is missing"
     cfg = Config.fromfile(path)
     kind = CONFIG_KINDS[name]

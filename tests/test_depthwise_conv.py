@@ -1,20 +1,28 @@
 """Square depthwise convolution (jsegnext.ops.depthwise_conv): the CPU kernels and the conv2d path
 against jt.nn.Conv2d(C, C, k, padding=k//2, groups=C) and a float64 NumPy reference, forward and
 all three gradients; the DepthwiseConv2d module as a drop-in for nn.Conv2d; the MSCAN wiring."""
+
 import numpy as np
 import pytest
 from conftest import require_impl
 
-from jsegnext.runtime import jt
-from jsegnext.ops import depthwise_conv as dw_mod
 from jsegnext.ops.depthwise_conv import DepthwiseConv2d, depthwise_conv2d, resolve_impl
+from jsegnext.runtime import jt
 
 IMPLS = ("kernel", "conv2d", "auto")
 # (N, C, H, W): batch > 1, odd and even sizes, planes smaller than k (2×3, 1×1), rows shorter and
 # longer than one vector (16 floats with AVX-512) with and without a partial last vector, the conv
 # kernels' 4-row blocks with 1-3 leftover rows, and more than 32 rows (the weight-gradient chunks)
-SHAPES = ((2, 3, 7, 10), (3, 2, 2, 3), (2, 1, 1, 1), (2, 2, 12, 9), (2, 2, 23, 71), (1, 3, 33, 40),
-          (2, 2, 37, 16), (2, 2, 6, 130))
+SHAPES = (
+    (2, 3, 7, 10),
+    (3, 2, 2, 3),
+    (2, 1, 1, 1),
+    (2, 2, 12, 9),
+    (2, 2, 23, 71),
+    (1, 3, 33, 40),
+    (2, 2, 37, 16),
+    (2, 2, 6, 130),
+)
 
 
 def _rel(out, ref):
@@ -35,9 +43,10 @@ def _np_dwconv(x, w, b):
     k = w.shape[2]
     p = k // 2
     xp = np.pad(x, [(0, 0), (0, 0), (p, p), (p, p)])
-    win = lambda a, i, j: a[:, :, i:i + H, j:j + W]
-    y = b[None, :, None, None] + sum(w[None, :, 0, i, j, None, None] * win(xp, i, j)
-                                     for i in range(k) for j in range(k))
+    win = lambda a, i, j: a[:, :, i : i + H, j : j + W]
+    y = b[None, :, None, None] + sum(
+        w[None, :, 0, i, j, None, None] * win(xp, i, j) for i in range(k) for j in range(k)
+    )
 
     def vjp(g):
         gp = np.pad(g, [(0, 0), (0, 0), (p, p), (p, p)])
@@ -47,6 +56,7 @@ def _np_dwconv(x, w, b):
             for j in range(k):
                 dw[:, 0, i, j] = (g * win(xp, i, j)).sum((0, 2, 3))
         return dx, dw, g.sum((0, 2, 3))
+
     return y, vjp
 
 
@@ -190,6 +200,7 @@ def test_auto_resolution(monkeypatch):
 def test_auto_resolution_on_cuda(monkeypatch):
     """There is no CUDA depthwise kernel: 'auto' must run nn.Conv2d there, and 'kernel' be refused."""
     from jsegnext.ops import dispatch
+
     monkeypatch.delenv("JSEGNEXT_DW_IMPL", raising=False)
     monkeypatch.setattr(dispatch, "device", lambda: "cuda")  # where every op's choice reads the device
     for dtype in ("float32", "float64"):
@@ -209,8 +220,9 @@ def test_module_is_a_conv2d_drop_in(k):
     assert list(params["weight"].shape) == [C, 1, k, k] and list(params["bias"].shape) == [C]
     assert sorted(m.state_dict()) == ["bias", "weight"]
     conv = jt.nn.Conv2d(C, C, k, padding=k // 2, groups=C)
-    assert {n: list(v.shape) for n, v in conv.state_dict().items()} == \
-        {n: list(v.shape) for n, v in m.state_dict().items()}
+    assert {n: list(v.shape) for n, v in conv.state_dict().items()} == {
+        n: list(v.shape) for n, v in m.state_dict().items()
+    }
     # Conv2d's initialisation: bias ~ U(±1/sqrt(fan_in)), weight bounded by the same fan_in
     bound = 1 / np.sqrt(k * k)
     assert np.abs(m.bias.numpy()).max() <= bound
@@ -242,8 +254,12 @@ def test_mscan_uses_the_op_unless_conv2d(strip_conv):
     if strip_conv != "conv2d":
         assert all(c.impl == "auto" for c in convs)
     keys = set(bb.state_dict())
-    for key in ("block1.0.attn.spatial_gating_unit.conv0.weight", "block1.0.attn.spatial_gating_unit.conv0.bias",
-                "block1.0.mlp.dwconv.dwconv.weight", "block1.0.mlp.dwconv.dwconv.bias"):
+    for key in (
+        "block1.0.attn.spatial_gating_unit.conv0.weight",
+        "block1.0.attn.spatial_gating_unit.conv0.bias",
+        "block1.0.mlp.dwconv.dwconv.weight",
+        "block1.0.mlp.dwconv.dwconv.bias",
+    ):
         assert key in keys
     assert list(bb.state_dict()["block1.0.attn.spatial_gating_unit.conv0.weight"].shape) == [8, 1, 5, 5]
     assert list(bb.state_dict()["block1.0.mlp.dwconv.dwconv.weight"].shape) == [16, 1, 3, 3]

@@ -1,5 +1,6 @@
 """jsegnext.ops.dispatch: which implementation each op runs, by device, dtype, override and opt-in
 (CUDA simulated by the device function: the rules need no GPU), and that the ops follow it."""
+
 import importlib
 
 import numpy as np
@@ -39,26 +40,50 @@ def test_one_set_of_names():
         MSCAN(embed_dims=[8], depths=[1], mlp_ratios=[2], strip_conv="separate")
 
 
-@pytest.mark.parametrize("op,dtype,expected", [
-    ("strip_conv", "float32", "kernel"), ("strip_conv", "float64", "kernel"), ("strip_conv", "float16", "meta"),
-    ("msca_strips", "float32", "fused"), ("msca_strips", "float16", "meta"),
-    ("depthwise_conv2d", "float32", "kernel"), ("depthwise_conv2d", "float16", "conv2d"),
-    ("resize_bilinear", "float32", "kernel"), ("resize_bilinear", "float64", "meta"),
-    ("resized_cross_entropy", "float32", "fused"), ("resized_cross_entropy", "float64", "meta"),
-    ("conv1x1", "float32", "fused"), ("conv1x1", "float64", "meta"), ("resize_argmax", "float32", "fused"),
-    ("pointwise_conv", "float32", "fused"), ("mlp_block", "float32", "fused"), ("nmf", "float64", "meta"),
-])
+@pytest.mark.parametrize(
+    "op,dtype,expected",
+    [
+        ("strip_conv", "float32", "kernel"),
+        ("strip_conv", "float64", "kernel"),
+        ("strip_conv", "float16", "meta"),
+        ("msca_strips", "float32", "fused"),
+        ("msca_strips", "float16", "meta"),
+        ("depthwise_conv2d", "float32", "kernel"),
+        ("depthwise_conv2d", "float16", "conv2d"),
+        ("resize_bilinear", "float32", "kernel"),
+        ("resize_bilinear", "float64", "meta"),
+        ("resized_cross_entropy", "float32", "fused"),
+        ("resized_cross_entropy", "float64", "meta"),
+        ("conv1x1", "float32", "fused"),
+        ("conv1x1", "float64", "meta"),
+        ("resize_argmax", "float32", "fused"),
+        ("pointwise_conv", "float32", "fused"),
+        ("mlp_block", "float32", "fused"),
+        ("nmf", "float64", "meta"),
+    ],
+)
 def test_auto_on_the_cpu(env, op, dtype, expected):
     if jt.flags.use_cuda:
         pytest.skip("CPU rules")
     assert resolve(op, "auto", dtype) == expected
 
 
-@pytest.mark.parametrize("op,expected", [
-    ("strip_conv", "conv2d"), ("msca_strips", "conv2d"), ("depthwise_conv2d", "conv2d"),
-    ("resize_bilinear", "meta"), ("resized_cross_entropy", "meta"), ("conv1x1", "meta"), ("resize_argmax", "meta"),
-    ("pointwise_conv", "meta"), ("mlp_block", "meta"), ("group_norm", "meta"), ("nmf", "meta"),
-])
+@pytest.mark.parametrize(
+    "op,expected",
+    [
+        ("strip_conv", "conv2d"),
+        ("msca_strips", "conv2d"),
+        ("depthwise_conv2d", "conv2d"),
+        ("resize_bilinear", "meta"),
+        ("resized_cross_entropy", "meta"),
+        ("conv1x1", "meta"),
+        ("resize_argmax", "meta"),
+        ("pointwise_conv", "meta"),
+        ("mlp_block", "meta"),
+        ("group_norm", "meta"),
+        ("nmf", "meta"),
+    ],
+)
 def test_auto_on_cuda_keeps_jittors_own_ops(on_cuda, op, expected):
     assert resolve(op, "auto", "float32") == expected
     assert dispatch.auto_impls(op)["cuda"] == expected
@@ -111,13 +136,16 @@ def test_msca_strips_follows_the_override(env):
     fused kernel, and gives the same result."""
     rng = np.random.default_rng(0)
     a = jt.array(rng.standard_normal((1, 2, 9, 11)).astype("float32"))
-    params = [tuple(jt.array(rng.standard_normal(s).astype("float32")) for s in ([2, 1, 1, k], [2], [2, 1, k, 1], [2]))
-              for k in (7, 11, 21)]
+    params = [
+        tuple(jt.array(rng.standard_normal(s).astype("float32")) for s in ([2, 1, 1, k], [2], [2, 1, k, 1], [2]))
+        for k in (7, 11, 21)
+    ]
     fused = sc_mod.msca_strips(a, params).numpy()
     env.setenv("JSEGNEXT_STRIP_IMPL", "meta")
 
     def no_fused(*args, **kwargs):
         raise AssertionError("the fused kernel ran")
+
     env.setattr(sc_mod, "_MscaStripsFunction", no_fused)
     meta = sc_mod.msca_strips(a, params).numpy()
     assert np.abs(meta - fused).max() <= 1e-5 * np.abs(fused).max()

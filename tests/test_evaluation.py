@@ -1,5 +1,6 @@
 """No silent wrong answers from evaluation and inference: the model's mode, the image given to
 inference_model, multi-scale test pipelines, the dataset's ignore_index."""
+
 import cv2
 import numpy as np
 import pytest
@@ -14,8 +15,11 @@ from jsegnext.models.layers import BatchNorm2d
 from jsegnext.runtime import jt
 
 NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
-TEST_PIPELINE = [dict(type="LoadImageFromFile"), dict(type="Resize", img_scale=(64, 48), keep_ratio=True),
-                 dict(type="Normalize", **NORM)]
+TEST_PIPELINE = [
+    dict(type="LoadImageFromFile"),
+    dict(type="Resize", img_scale=(64, 48), keep_ratio=True),
+    dict(type="Normalize", **NORM),
+]
 NUM_CLASSES = 3
 
 
@@ -57,9 +61,17 @@ def write_dataset(root, n=3, ignore_value=255, size=(40, 56)):
         label[: size[0] // 3] = ignore_value
         cv2.imwrite(str(root / "img" / f"{i}.png"), img)
         cv2.imwrite(str(root / "ann" / f"{i}.png"), label)
-    return dict(type="CustomDataset", data_root=str(root), img_dir="img", ann_dir="ann", img_suffix=".png",
-                seg_map_suffix=".png", classes=("a", "b", "c"), palette=[[0, 0, 0], [0, 255, 0], [0, 0, 255]],
-                pipeline=TEST_PIPELINE)
+    return dict(
+        type="CustomDataset",
+        data_root=str(root),
+        img_dir="img",
+        ann_dir="ann",
+        img_suffix=".png",
+        seg_map_suffix=".png",
+        classes=("a", "b", "c"),
+        palette=[[0, 0, 0], [0, 255, 0], [0, 0, 255]],
+        pipeline=TEST_PIPELINE,
+    )
 
 
 # ============================================================================ the model's mode
@@ -104,13 +116,16 @@ def test_inference_model_accepts_uint8_bgr_and_grey(tmp_path):
     np.testing.assert_array_equal(inference_model(model, tmp_path / "grey.png"), expected)
 
 
-@pytest.mark.parametrize("image, error, message", [
-    (np.random.default_rng(4).random((30, 40, 3)).astype(np.float32), ValueError, "float32; expected uint8"),
-    (np.full((30, 40, 3), 40000, np.uint16), ValueError, "uint16; expected uint8"),
-    (np.zeros((0, 40, 3), np.uint8), ValueError, r"empty \(shape \(0, 40, 3\)\)"),
-    (np.zeros((30, 40, 4), np.uint8), ValueError, "HxWx3"),
-    ([np.zeros((30, 40, 3), np.uint8)] * 2, TypeError, "got a list; call it once per image"),
-])
+@pytest.mark.parametrize(
+    "image, error, message",
+    [
+        (np.random.default_rng(4).random((30, 40, 3)).astype(np.float32), ValueError, "float32; expected uint8"),
+        (np.full((30, 40, 3), 40000, np.uint16), ValueError, "uint16; expected uint8"),
+        (np.zeros((0, 40, 3), np.uint8), ValueError, r"empty \(shape \(0, 40, 3\)\)"),
+        (np.zeros((30, 40, 4), np.uint8), ValueError, "HxWx3"),
+        ([np.zeros((30, 40, 3), np.uint8)] * 2, TypeError, "got a list; call it once per image"),
+    ],
+)
 def test_inference_model_refuses_other_images_in_one_short_line(image, error, message):
     model = tiny_model()
     with pytest.raises(error, match=message) as info:
@@ -119,10 +134,21 @@ def test_inference_model_refuses_other_images_in_one_short_line(image, error, me
 
 
 # ============================================================================ --ms-flip pipelines
-MSFA_PIPELINE = [dict(type="LoadImageFromFile"),
-                 dict(type="MultiScaleFlipAug", img_scale=(64, 48), flip=False, transforms=[
-                     dict(type="Resize", keep_ratio=True), dict(type="RandomFlip"), dict(type="Normalize", **NORM),
-                     dict(type="ImageToTensor", keys=["img"]), dict(type="Collect", keys=["img"])])]
+MSFA_PIPELINE = [
+    dict(type="LoadImageFromFile"),
+    dict(
+        type="MultiScaleFlipAug",
+        img_scale=(64, 48),
+        flip=False,
+        transforms=[
+            dict(type="Resize", keep_ratio=True),
+            dict(type="RandomFlip"),
+            dict(type="Normalize", **NORM),
+            dict(type="ImageToTensor", keys=["img"]),
+            dict(type="Collect", keys=["img"]),
+        ],
+    ),
+]
 
 
 def test_ms_flip_scales_a_multiscaleflipaug_pipeline():
@@ -149,8 +175,9 @@ def test_ms_flip_evaluation_of_an_msfa_dataset_sees_every_scale(tmp_path, monkey
     model = tiny_model()
     seen = []
     inference = model.inference
-    monkeypatch.setattr(model, "inference", lambda img, out_size=None: (seen.append(tuple(img.shape[2:])),
-                                                                       inference(img, out_size))[1])
+    monkeypatch.setattr(
+        model, "inference", lambda img, out_size=None: (seen.append(tuple(img.shape[2:])), inference(img, out_size))[1]
+    )
     evaluate(model, dataset, ms_flip=True, progress=False, fuse=False)
     assert len(seen) == 2 * len(MS_RATIOS) and len(set(seen)) == len(MS_RATIOS)
 

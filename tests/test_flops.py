@@ -1,5 +1,6 @@
 """jsegnext.flops: published GFLOPs, hand-checked counts, a count checked against MACs measured on a real
 forward, and counting that follows (and leaves unchanged) the model it is given."""
+
 import math
 from pathlib import Path
 
@@ -28,8 +29,9 @@ PUBLISHED = [
 PUBLISHED_PARAMS_M = {"t": 4.26, "s": 13.93, "b": 27.64, "l": 48.93}
 
 
-@pytest.mark.parametrize("variant,dataset,shape,published,counted", PUBLISHED,
-                         ids=[f"{v}-{d}-{s[1]}x{s[0]}" for v, d, s, _, _ in PUBLISHED])
+@pytest.mark.parametrize(
+    "variant,dataset,shape,published,counted", PUBLISHED, ids=[f"{v}-{d}-{s[1]}x{s[0]}" for v, d, s, _, _ in PUBLISHED]
+)
 def test_published_gflops(variant, dataset, shape, published, counted):
     fc = count_flops_config(CONFIGS / f"segnext_{variant}_{dataset}.py", shape)
     assert fc.nmf_steps == 7  # eval: eval_steps
@@ -107,16 +109,21 @@ def test_tiny_model_count_matches_a_real_forward(monkeypatch):
     """
     model = build_segmentor(tiny_model_cfg(strip_conv="conv2d"))
     for impl in ("auto", "kernel", "meta"):
-        assert count_flops(model, (64, 96)).by_kind() == \
-            count_flops(build_segmentor(tiny_model_cfg(strip_conv=impl)), (64, 96)).by_kind()
+        assert (
+            count_flops(model, (64, 96)).by_kind()
+            == count_flops(build_segmentor(tiny_model_cfg(strip_conv=impl)), (64, 96)).by_kind()
+        )
     model.eval()
     from jsegnext.models import ham_head
 
     # the 1x1 convs through per-image jt.matmul (not their CPU kernels), NMF2D's products counted too
     monkeypatch.setenv("JSEGNEXT_FUSED_IMPL", "meta")
     counter = _MatmulCounter(jt.matmul)
-    monkeypatch.setattr(ham_head, "matmul", lambda a, b, ta=False, tb=False: counter(
-        a.transpose() if ta else a, b.transpose() if tb else b))
+    monkeypatch.setattr(
+        ham_head,
+        "matmul",
+        lambda a, b, ta=False, tb=False: counter(a.transpose() if ta else a, b.transpose() if tb else b),
+    )
     conv_macs = []
 
     def hook(module, inputs, output):
@@ -199,8 +206,15 @@ def test_breakdown_and_conventions():
     model = build_segmentor(cfg.model)
     fc = count_flops(model, (512, 512))
     assert sum(fc.by_part().values()) == fc.total()
-    assert list(fc.summary()) == ["backbone.stage1", "backbone.stage2", "backbone.stage3", "backbone.stage4",
-                                  "head (w/o NMF)", "head.nmf", "resize"]
+    assert list(fc.summary()) == [
+        "backbone.stage1",
+        "backbone.stage2",
+        "backbone.stage3",
+        "backbone.stage4",
+        "head (w/o NMF)",
+        "head.nmf",
+        "resize",
+    ]
     assert fc.total("macs") < fc.total("published") < fc.total("all")
     assert set(CONVENTIONS["macs"]) < set(CONVENTIONS["published"]) < set(CONVENTIONS["all"])
     # NMF: 7 eval updates; training uses train_steps=6, so fewer products

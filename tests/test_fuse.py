@@ -2,8 +2,8 @@
 random sensitive weights for every strip-conv implementation and on the reference fixtures; the
 default for init_model / tools / validation and how to switch it off; the fused model refuses to
 train or be saved, and fusing leaves the training model as it was."""
+
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -245,10 +245,18 @@ def test_fused_t_ade_parity_with_reference_pytorch(strip_conv):
 def test_fused_tiny_fixture_parity():
     """The mmsegmentation-made tiny fixture (batch 2, one set of NMF bases per sample) on the fast path."""
     path = fixture_or_skip("segnext_tiny.pth")
-    cfg = dict(backbone=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 2, 1], mlp_ratios=[8, 8, 4, 4],
-                             drop_path_rate=0.0),
-               decode_head=dict(in_channels=[16, 32, 64], channels=32, ham_channels=32, num_classes=7,
-                                norm_groups=32, dropout_ratio=0.0, ham_kwargs=dict(MD_R=8)))
+    cfg = dict(
+        backbone=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 2, 1], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.0),
+        decode_head=dict(
+            in_channels=[16, 32, 64],
+            channels=32,
+            ham_channels=32,
+            num_classes=7,
+            norm_groups=32,
+            dropout_ratio=0.0,
+            ham_kwargs=dict(MD_R=8),
+        ),
+    )
     model = build_segmentor(cfg)
     load_checkpoint(model, path, require_head=True)
     model.eval()
@@ -281,8 +289,10 @@ def test_validation_in_training_fuses_a_copy_and_leaves_training_unchanged(tmp_p
         trainer = Trainer(load_config(config, options), tmp_path / f"run_{fuse}", progress=False)
         trainer.train()
         records = [json.loads(line) for line in (tmp_path / f"run_{fuse}" / "log.jsonl").read_text().splitlines()]
-        runs[fuse] = ([r["loss"] for r in records if r["mode"] == "train"],
-                      [r["mIoU"] for r in records if r["mode"] == "val"])
+        runs[fuse] = (
+            [r["loss"] for r in records if r["mode"] == "train"],
+            [r["mIoU"] for r in records if r["mode"] == "val"],
+        )
     assert len(runs[True][1]) == 2
     np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-6)
     np.testing.assert_allclose(runs[True][1], runs[False][1], atol=0.5)

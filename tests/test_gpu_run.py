@@ -1,5 +1,6 @@
 """benchmarks/gpu/run.sh --cpu-smoke: the GPU check's stages at tiny sizes on the CPU (so the script
 cannot rot while no GPU is at hand), and the stage runner's time budgets and result parsing."""
+
 import json
 import math
 import os
@@ -20,8 +21,13 @@ STAGES = ["warmup", "correctness", "train_demo", "speed_ops", "speed_models", "p
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_smoke")
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "run.sh"), str(out), "--cpu-smoke"],
-                          capture_output=True, text=True, timeout=1500, env=dict(os.environ, PYTHON=sys.executable))
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu" / "run.sh"), str(out), "--cpu-smoke"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=dict(os.environ, PYTHON=sys.executable),
+    )
     return proc, out, json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
 
 
@@ -73,7 +79,8 @@ def _in_fresh_python(code, tmp_path):
 
 
 def test_command_stops_at_its_budget(tmp_path):
-    out = _in_fresh_python("""
+    out = _in_fresh_python(
+        """
 child = "import sys, time\\nfor i in range(100):\\n    sys.stdout.write('.'); sys.stdout.flush(); time.sleep(0.1)"
 t0 = time.monotonic()
 code, seconds, output = run.command([sys.executable, "-c", child], timeout=1.5)
@@ -82,37 +89,52 @@ assert output.startswith("..."), output  # output without a newline is still rea
 code, _, output = run.command([sys.executable, "-c", "print('done'); raise SystemExit(3)"], timeout=30)
 assert code == 3 and output.strip() == "done", (code, output)
 print("checked")
-""", tmp_path)
+""",
+        tmp_path,
+    )
     assert out.strip().endswith("checked")
     assert "stopped after" in (tmp_path / "run.log").read_text()
 
 
 def test_deadline_caps_every_command(tmp_path):
-    out = _in_fresh_python("""
+    out = _in_fresh_python(
+        """
 run.deadline = time.monotonic() + 1
 code, seconds, _ = run.command([sys.executable, "-c", "import time; time.sleep(30)"], timeout=60)
 assert code is None and seconds < 5, (code, seconds)
 print("checked")
-""", tmp_path)
+""",
+        tmp_path,
+    )
     assert out.strip().endswith("checked")
 
 
 def test_pytest_outcomes_are_read_from_junit_or_verbose_output(tmp_path):
     xml = tmp_path / "r.xml"
-    xml.write_text('<testsuites><testsuite><testcase classname="tests.test_a" name="test_x[k]"/>'
-                   '<testcase classname="tests.test_a" name="test_y"><failure message="boom">tb</failure></testcase>'
-                   '<testcase classname="tests.test_a" name="test_z"><skipped message="no fixture"/></testcase>'
-                   '</testsuite></testsuites>')
-    assert run_stages._junit(xml) == {"tests.test_a::test_x[k]": ("passed", ""),
-                                      "tests.test_a::test_y": ("failed", "boom"),
-                                      "tests.test_a::test_z": ("skipped", "no fixture")}
-    out = ("tests/test_a.py::test_x[7-h-kernel] PASSED                 [ 50%]\n"
-           "tests/test_a.py::test_y FAILED                             [100%]\n")
-    assert run_stages._verbose_outcomes(out) == {"tests/test_a.py::test_x[7-h-kernel]": ("passed", ""),
-                                                 "tests/test_a.py::test_y": ("failed", "")}
+    xml.write_text(
+        '<testsuites><testsuite><testcase classname="tests.test_a" name="test_x[k]"/>'
+        '<testcase classname="tests.test_a" name="test_y"><failure message="boom">tb</failure></testcase>'
+        '<testcase classname="tests.test_a" name="test_z"><skipped message="no fixture"/></testcase>'
+        '</testsuite></testsuites>'
+    )
+    assert run_stages._junit(xml) == {
+        "tests.test_a::test_x[k]": ("passed", ""),
+        "tests.test_a::test_y": ("failed", "boom"),
+        "tests.test_a::test_z": ("skipped", "no fixture"),
+    }
+    out = (
+        "tests/test_a.py::test_x[7-h-kernel] PASSED                 [ 50%]\n"
+        "tests/test_a.py::test_y FAILED                             [100%]\n"
+    )
+    assert run_stages._verbose_outcomes(out) == {
+        "tests/test_a.py::test_x[7-h-kernel]": ("passed", ""),
+        "tests/test_a.py::test_y": ("failed", ""),
+    }
     xdist = "[gw2] [ 50%] PASSED tests/test_a.py::test_x[3]\n[gw0] [100%] SKIPPED tests/test_a.py::test_z\n"
-    assert run_stages._verbose_outcomes(xdist) == {"tests/test_a.py::test_x[3]": ("passed", ""),
-                                                   "tests/test_a.py::test_z": ("skipped", "")}
+    assert run_stages._verbose_outcomes(xdist) == {
+        "tests/test_a.py::test_x[3]": ("passed", ""),
+        "tests/test_a.py::test_z": ("skipped", ""),
+    }
 
 
 def test_commands_run_side_by_side(tmp_path):
@@ -123,7 +145,7 @@ def test_commands_run_side_by_side(tmp_path):
     assert [r[0] for r in results] == [0, 0, 0] and [r[2].strip() for r in results] == ["job 0", "job 1", "job 2"]
     assert time.monotonic() - t0 < 2.9  # not one after another
     log = (tmp_path / "run.log").read_text()
-    outputs = log[log.index("----- output of"):]  # the "$ command" lines before it come in thread order
+    outputs = log[log.index("----- output of") :]  # the "$ command" lines before it come in thread order
     assert outputs.index("job 0") < outputs.index("job 1") < outputs.index("job 2")
 
 

@@ -1,6 +1,7 @@
 """The kernel sources in jsegnext/ops/csrc: they compile on their own (g++; nvcc where installed), the
 CUDA calls strip_conv.py hands to jt.code compile with nvcc, and an installed (non-editable) package
 finds them."""
+
 import shutil
 import subprocess
 import sys
@@ -39,8 +40,21 @@ def test_jt_code_gets_one_self_contained_header():
 
 @needs_nvcc
 def test_cuda_sources_compile_on_their_own(tmp_path):
-    _compile([NVCC, "-std=c++14", "-gencode", "arch=compute_80,code=sm_80", "-gencode",
-              "arch=compute_90,code=sm_90", "-c", "strip_conv.cu", "-o", str(tmp_path / "strip_conv.o")], CSRC)
+    _compile(
+        [
+            NVCC,
+            "-std=c++14",
+            "-gencode",
+            "arch=compute_80,code=sm_80",
+            "-gencode",
+            "arch=compute_90,code=sm_90",
+            "-c",
+            "strip_conv.cu",
+            "-o",
+            str(tmp_path / "strip_conv.o"),
+        ],
+        CSRC,
+    )
 
 
 @needs_nvcc
@@ -51,12 +65,16 @@ def test_cuda_calls_of_strip_conv_compile(tmp_path):
     functions = []
     for dtype, acc in (("__half", "float"), ("float", "float"), ("double", "double")):
         for orientation in "hv":
-            for function, types in (("forward", ([dtype] * 3, [dtype])),
-                                    ("backward", ([dtype] * 3, [dtype, acc, acc]))):
+            for function, types in (
+                ("forward", ([dtype] * 3, [dtype])),
+                ("backward", ([dtype] * 3, [dtype, acc, acc])),
+            ):
                 header, body = kernel_source(function, 7, orientation, len(types[0]), len(types[1]), cuda=True)
-                params = ([f"{t}* __restrict__ in{i}_p" for i, t in enumerate(types[0])]
-                          + [f"{t}* __restrict__ out{i}_p" for i, t in enumerate(types[1])]
-                          + [f"int64_t in0_shape{d}" for d in range(4)])
+                params = (
+                    [f"{t}* __restrict__ in{i}_p" for i, t in enumerate(types[0])]
+                    + [f"{t}* __restrict__ out{i}_p" for i, t in enumerate(types[1])]
+                    + [f"int64_t in0_shape{d}" for d in range(4)]
+                )
                 functions.append(f"void op{len(functions)}({', '.join(params)}) {{\n    {body}\n}}")
     unit = tmp_path / "calls.cu"
     unit.write_text(header + "\n" + "\n".join(functions) + "\n")
@@ -70,14 +88,34 @@ def test_installed_package_finds_the_sources(tmp_path):
     for name in ("setup.py", "MANIFEST.in"):
         shutil.copy(ROOT / name, tree / name)
     target = tmp_path / "site"
-    _compile([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-              "--target", str(target), str(tree)], tmp_path)
+    _compile(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(tree),
+        ],
+        tmp_path,
+    )
     installed = target / "jsegnext" / "ops" / "csrc"
     assert sorted(p.name for p in installed.iterdir()) == sorted(p.name for p in CSRC.iterdir())
-    check = ("import jsegnext.ops._source as s; "
-             "assert s.CSRC.parent.parent.parent == __import__('pathlib').Path(r'%s'); "
-             "print(len(s.source('strip_conv.h')), len(s.source('depthwise_conv.h')))" % target)
-    done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HOME": str(Path.home())})
+    check = (
+        "import jsegnext.ops._source as s; "
+        "assert s.CSRC.parent.parent.parent == __import__('pathlib').Path(r'%s'); "
+        "print(len(s.source('strip_conv.h')), len(s.source('depthwise_conv.h')))" % target
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HOME": str(Path.home())},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == [str(len(source("strip_conv.h"))), str(len(source("depthwise_conv.h")))]

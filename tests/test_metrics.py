@@ -16,10 +16,12 @@ LABEL2, PRED2 = np.array([0, 2, 2, 255]), np.array([0, 2, 0, 1])
 
 
 def test_counts_per_image():
-    np.testing.assert_array_equal(intersect_and_union(PRED1, LABEL1, 4),
-                                  [[1, 2, 0, 0], [2, 3, 1, 1], [1, 3, 0, 1], [2, 2, 1, 0]])
-    np.testing.assert_array_equal(intersect_and_union(PRED2, LABEL2, 4),
-                                  [[1, 0, 1, 0], [2, 0, 2, 0], [2, 0, 1, 0], [1, 0, 2, 0]])
+    np.testing.assert_array_equal(
+        intersect_and_union(PRED1, LABEL1, 4), [[1, 2, 0, 0], [2, 3, 1, 1], [1, 3, 0, 1], [2, 2, 1, 0]]
+    )
+    np.testing.assert_array_equal(
+        intersect_and_union(PRED2, LABEL2, 4), [[1, 0, 1, 0], [2, 0, 2, 0], [2, 0, 1, 0], [1, 0, 2, 0]]
+    )
 
 
 def test_hand_computed_metrics_with_absent_and_predicted_only_classes():
@@ -34,9 +36,9 @@ def test_hand_computed_metrics_with_absent_and_predicted_only_classes():
     for name, want in zip("abc", accs):
         assert res["Acc"][name] == pytest.approx(want)
     assert math.isnan(res["Acc"]["d"]) and math.isnan(res["IoU"]["e"]) and math.isnan(res["Acc"]["e"])
-    assert res["mIoU"] == pytest.approx(37.5)          # (50 + 66.67 + 33.33 + 0) / 4
-    assert res["mAcc"] == pytest.approx(200 / 3)       # (66.67 + 100 + 33.33) / 3
-    assert res["aAcc"] == pytest.approx(62.5)          # 5 / 8
+    assert res["mIoU"] == pytest.approx(37.5)  # (50 + 66.67 + 33.33 + 0) / 4
+    assert res["mAcc"] == pytest.approx(200 / 3)  # (66.67 + 100 + 33.33) / 3
+    assert res["aAcc"] == pytest.approx(62.5)  # 5 / 8
     assert res["num_images"] == 2
 
 
@@ -72,7 +74,8 @@ def test_state_merge_equals_single_pass():
 def test_shape_mismatch_and_table():
     with pytest.raises(ValueError, match="shape"):
         intersect_and_union(np.zeros((2, 2)), np.zeros((2, 3)), 3)
-    table = format_metrics_table(IoUAccumulator(5).update(PRED1, LABEL1).update(PRED2, LABEL2)
-                                 .summary(["wall", "b", "c", "d", "e"]))
+    table = format_metrics_table(
+        IoUAccumulator(5).update(PRED1, LABEL1).update(PRED2, LABEL2).summary(["wall", "b", "c", "d", "e"])
+    )
     assert "|  wall | 50.00 | 66.67  |" in table
     assert "37.50" in table and "62.50" in table and "66.67" in table and "nan" in table

@@ -14,9 +14,16 @@ HEAD = {"t": (256, 16), "s": (256, 16), "b": (512, 64), "l": (1024, 64)}
 def variant_cfg(variant, num_classes=150):
     s = MSCAN_SETTINGS[variant]
     ch, rank = HEAD[variant]
-    return dict(backbone=dict(s, strip_conv="conv2d"),
-                decode_head=dict(in_channels=s["embed_dims"][1:], channels=ch, ham_channels=ch,
-                                 num_classes=num_classes, ham_kwargs=dict(MD_R=rank)))
+    return dict(
+        backbone=dict(s, strip_conv="conv2d"),
+        decode_head=dict(
+            in_channels=s["embed_dims"][1:],
+            channels=ch,
+            ham_channels=ch,
+            num_classes=num_classes,
+            ham_kwargs=dict(MD_R=rank),
+        ),
+    )
 
 
 def count_params(model):
@@ -114,7 +121,7 @@ def test_nmf_seed_makes_inference_repeatable():
     # a sample's bases depend neither on the batch it is in nor on its place there
     batched = seeded(x).numpy()
     for i in range(2):
-        np.testing.assert_allclose(seeded(x[i:i + 1]).numpy(), batched[i:i + 1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(seeded(x[i : i + 1]).numpy(), batched[i : i + 1], rtol=1e-5, atol=1e-6)
     free = NMF2D(MD_R=4)
     free.eval()
     assert not np.allclose(free(x).numpy(), free(x).numpy())

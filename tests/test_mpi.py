@@ -1,4 +1,5 @@
 """Multi-process training and evaluation through Jittor's MPI engine (CPU, ``mpirun -np 2``)."""
+
 import json
 import shutil
 import subprocess
@@ -16,15 +17,20 @@ pytestmark = pytest.mark.skipif(shutil.which("mpirun") is None, reason="Open MPI
 # Deterministic across process counts: no dropout / drop-path, and the same NMF bases for every sample.
 # SGD rather than AdamW: conv biases right before a training-mode BatchNorm have a true gradient of 0,
 # and Adam would turn their rounding noise (~1e-9) into full-size steps that differ between runs.
-EXACT = {"model.decode_head.dropout_ratio": 0.0, "model.backbone.drop_path_rate": 0.0,
-         "model.decode_head.ham_kwargs.rand_init": False, "model.decode_head.ham_kwargs.seed": 0,
-         "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}}
+EXACT = {
+    "model.decode_head.dropout_ratio": 0.0,
+    "model.backbone.drop_path_rate": 0.0,
+    "model.decode_head.ham_kwargs.rand_init": False,
+    "model.decode_head.ham_kwargs.seed": 0,
+    "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
+}
 
 
 def run(command, nproc=None, timeout=900):
     prefix = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(nproc)] if nproc else []
-    result = subprocess.run(prefix + [sys.executable] + [str(c) for c in command], capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        prefix + [sys.executable] + [str(c) for c in command], capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -44,8 +50,10 @@ def test_two_process_training_reaches_one_process_weights(setup):
     weights, losses = {}, {}
     for nproc in (None, 2):
         work_dir = root / f"train_np{nproc or 1}"
-        run([ROOT / "tools" / "train.py", config, "--work-dir", work_dir, "--no-progress", "--cfg-options", *options],
-            nproc=nproc)
+        run(
+            [ROOT / "tools" / "train.py", config, "--work-dir", work_dir, "--no-progress", "--cfg-options", *options],
+            nproc=nproc,
+        )
         weights[nproc] = read_checkpoint(work_dir / "iter_4.pkl")[0]
         losses[nproc] = [loss for _, loss in train_losses(work_dir)]
         # one log line per iteration: only rank 0 writes
@@ -64,8 +72,17 @@ def test_two_process_evaluation_equals_one(setup):
     root, config, options = setup
     checkpoint = root / "train_np1" / "iter_4.pkl"
     if not checkpoint.exists():
-        run([ROOT / "tools" / "train.py", config, "--work-dir", root / "train_np1", "--no-progress",
-             "--cfg-options", *options])
+        run(
+            [
+                ROOT / "tools" / "train.py",
+                config,
+                "--work-dir",
+                root / "train_np1",
+                "--no-progress",
+                "--cfg-options",
+                *options,
+            ]
+        )
     results = {}
     for nproc in (None, 2):
         out = root / f"eval_np{nproc or 1}.json"

@@ -4,6 +4,7 @@ Jittor 1.3.11's own conversions read wrong bytes under NumPy 2; there jsegnext r
 ``Var.data`` (:mod:`jsegnext.numpy_compat`). The rerouted functions are checked here under either
 NumPy; that they are installed, and needed, only in a NumPy 2 environment (README, "NumPy 2").
 """
+
 import numpy as np
 import pytest
 

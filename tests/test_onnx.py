@@ -4,6 +4,7 @@ Parity is measured as in the fixture README: the largest |onnxruntime − jsegne
 largest |jsegnext| logit, with the same NMF bases on both sides; float32 rounding alone gives
 ~1e-6 here, the acceptance bound is 1e-4.
 """
+
 import json
 import sys
 
@@ -17,6 +18,7 @@ pytest.importorskip("onnxruntime", reason='onnxruntime is not installed (pip ins
 import export_onnx as export_tool  # noqa: E402
 import infer as infer_tool  # noqa: E402
 import test as test_tool  # noqa: E402
+
 from jsegnext.deploy import ExportError, OnnxModelError, OnnxSegmentor, export_onnx, init_onnx_model  # noqa: E402
 from jsegnext.engine.checkpoint import save_checkpoint  # noqa: E402
 from jsegnext.engine.evaluation import predict_probs  # noqa: E402
@@ -28,8 +30,25 @@ from check_onnx import sensitive_weights_, variant_cfg  # noqa: E402
 
 TOLERANCE = 1e-4
 DEMO = str(ROOT / "configs" / "segnext_t_demo.py")
-STANDARD_OPS = {"Conv", "Mul", "Add", "Sub", "Div", "Sqrt", "Erf", "Relu", "MatMul", "Transpose", "Reshape",
-                "Concat", "Resize", "Softmax", "ReduceMean", "Shape", "Slice"}
+STANDARD_OPS = {
+    "Conv",
+    "Mul",
+    "Add",
+    "Sub",
+    "Div",
+    "Sqrt",
+    "Erf",
+    "Relu",
+    "MatMul",
+    "Transpose",
+    "Reshape",
+    "Concat",
+    "Resize",
+    "Softmax",
+    "ReduceMean",
+    "Shape",
+    "Slice",
+}
 
 
 def tiny_model(seed=0, strip_conv="auto", **cfg_updates):
@@ -63,20 +82,30 @@ def randn(shape, seed=0):
 # ----------------------------------------------------------------------------- the graph
 def test_tiny_fixture_checks_and_matches_jsegnext(tmp_path, capsys):
     """The reference tiny SegNeXt (a .pth of mmseg weights) through tools/export_onnx.py --dynamic; batch 2."""
-    path = next((p for p in (ROOT / "tests" / "fixtures" / "segnext_tiny.pth", FIXTURES / "segnext_tiny.pth")
-                 if p.exists()), None)
+    path = next(
+        (p for p in (ROOT / "tests" / "fixtures" / "segnext_tiny.pth", FIXTURES / "segnext_tiny.pth") if p.exists()),
+        None,
+    )
     if path is None:
         pytest.skip("tiny fixture segnext_tiny.pth is in neither tests/fixtures nor JSEGNEXT_FIXTURES")
     from jsegnext.apis import init_model
 
-    options = {"model.backbone.embed_dims": [8, 16, 32, 64], "model.backbone.depths": [1, 1, 2, 1],
-               "model.backbone.mlp_ratios": [8, 8, 4, 4], "model.decode_head.in_channels": [16, 32, 64],
-               "model.decode_head.channels": 32, "model.decode_head.ham_channels": 32,
-               "model.decode_head.num_classes": 7, "model.decode_head.ham_kwargs.MD_R": 8}
+    options = {
+        "model.backbone.embed_dims": [8, 16, 32, 64],
+        "model.backbone.depths": [1, 1, 2, 1],
+        "model.backbone.mlp_ratios": [8, 8, 4, 4],
+        "model.decode_head.in_channels": [16, 32, 64],
+        "model.decode_head.channels": 32,
+        "model.decode_head.ham_channels": 32,
+        "model.decode_head.num_classes": 7,
+        "model.decode_head.ham_kwargs.MD_R": 8,
+    }
     options = [f"{k}={v!r}" for k, v in options.items()]  # the demo config's seed: 0
     out = tmp_path / "tiny.onnx"
-    assert export_tool.main([DEMO, str(path), str(out), "--dynamic", "--shape", "96", "136",
-                             "--cfg-options", *options]) == 0
+    assert (
+        export_tool.main([DEMO, str(path), str(out), "--dynamic", "--shape", "96", "136", "--cfg-options", *options])
+        == 0
+    )
     assert "onnxruntime vs jsegnext at 96x136" in capsys.readouterr().out
     onnx.checker.check_model(str(out))
     image = np.load(path.parent / "segnext_tiny_input.npy")  # (2, 3, 96, 136)
@@ -132,8 +161,9 @@ def test_graph_is_standard_ops_with_pytorch_resize(tmp_path):
     for node in resizes:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert attrs == {"mode": b"linear", "coordinate_transformation_mode": b"half_pixel"}
-    depthwise = [n for n in proto.graph.node if n.op_type == "Conv"
-                 and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    depthwise = [
+        n for n in proto.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
+    ]
     assert len(depthwise) == 5 * 8  # per block: 5x5, three 1xk + kx1 strips, the Mlp's 3x3
     inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
     assert inputs == {"image": ["batch", 3, "height", "width"]}
@@ -153,10 +183,11 @@ def test_nmf_bases_are_the_seeded_ones_and_batch_position_free(tmp_path):
     batched = onnx_logits(tmp_path / "m.onnx", images)
     reference = jsegnext_logits(model, images)
     for i in range(3):
-        alone = onnx_logits(tmp_path / "m.onnx", images[i:i + 1])
-        np.testing.assert_allclose(batched[i:i + 1], alone, rtol=0, atol=1e-5 * np.abs(alone).max())
-        np.testing.assert_allclose(jsegnext_logits(model, images[i:i + 1]), reference[i:i + 1],
-                                   rtol=0, atol=1e-5 * np.abs(alone).max())
+        alone = onnx_logits(tmp_path / "m.onnx", images[i : i + 1])
+        np.testing.assert_allclose(batched[i : i + 1], alone, rtol=0, atol=1e-5 * np.abs(alone).max())
+        np.testing.assert_allclose(
+            jsegnext_logits(model, images[i : i + 1]), reference[i : i + 1], rtol=0, atol=1e-5 * np.abs(alone).max()
+        )
     assert_parity(batched, reference)
 
 
@@ -218,12 +249,22 @@ def test_slide_and_flip_run_around_the_graph_as_around_the_model(tmp_path):
 
 def demo_options(data_root):
     """The demo config shrunk to a tiny model and four 64×64 validation images in ``data_root``."""
-    options = {"model.backbone.embed_dims": [8, 16, 32, 32], "model.backbone.depths": [1, 1, 1, 1],
-               "model.backbone.mlp_ratios": [2, 2, 2, 2], "model.decode_head.in_channels": [16, 32, 32],
-               "model.decode_head.channels": 32, "model.decode_head.ham_channels": 32,
-               "model.decode_head.norm_groups": 8, "model.decode_head.ham_kwargs.MD_R": 4,
-               "data.val.data_root": str(data_root), "data.val.num_train": 0, "data.val.num_val": 4,
-               "data.val.image_size": 64, "data.val.pipeline.1.img_scale": (64, 64), "data.num_workers": 0}
+    options = {
+        "model.backbone.embed_dims": [8, 16, 32, 32],
+        "model.backbone.depths": [1, 1, 1, 1],
+        "model.backbone.mlp_ratios": [2, 2, 2, 2],
+        "model.decode_head.in_channels": [16, 32, 32],
+        "model.decode_head.channels": 32,
+        "model.decode_head.ham_channels": 32,
+        "model.decode_head.norm_groups": 8,
+        "model.decode_head.ham_kwargs.MD_R": 4,
+        "data.val.data_root": str(data_root),
+        "data.val.num_train": 0,
+        "data.val.num_val": 4,
+        "data.val.image_size": 64,
+        "data.val.pipeline.1.img_scale": (64, 64),
+        "data.num_workers": 0,
+    }
     return [f"{k}={v!r}" for k, v in options.items()]
 
 
@@ -251,8 +292,18 @@ def test_test_tool_onnxruntime_reports_the_jittor_miou(demo_export, ms_flip):
     results, preds = {}, {}
     for backend, weights in (("jittor", checkpoint), ("onnxruntime", onnx_path)):
         out, pred_dir = root / f"{backend}_{ms_flip}.json", root / f"preds_{backend}_{ms_flip}"
-        argv = [DEMO, str(weights), "--backend", backend, "--out", str(out), "--save-preds", str(pred_dir),
-                "--cfg-options", *options]
+        argv = [
+            DEMO,
+            str(weights),
+            "--backend",
+            backend,
+            "--out",
+            str(out),
+            "--save-preds",
+            str(pred_dir),
+            "--cfg-options",
+            *options,
+        ]
         assert test_tool.main(argv + (["--ms-flip"] if ms_flip else [])) == 0
         results[backend] = json.loads(out.read_text())
         preds[backend] = np.stack([cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(pred_dir.glob("*.png"))])
@@ -268,17 +319,35 @@ def test_infer_tool_onnxruntime_writes_the_jittor_labels(demo_export, tmp_path):
     root, checkpoint, onnx_path, options = demo_export
     image = str(root / "data" / "images" / "val" / "val_0000.png")
     for backend, weights in (("jittor", checkpoint), ("onnxruntime", onnx_path)):
-        assert infer_tool.main([DEMO, str(weights), image, "--backend", backend, "--out", str(tmp_path / backend),
-                                "--cfg-options", *options]) == 0
-    labels = [cv2.imread(str(tmp_path / b / "labels" / "val_0000.png"), cv2.IMREAD_UNCHANGED)
-              for b in ("jittor", "onnxruntime")]
+        assert (
+            infer_tool.main(
+                [
+                    DEMO,
+                    str(weights),
+                    image,
+                    "--backend",
+                    backend,
+                    "--out",
+                    str(tmp_path / backend),
+                    "--cfg-options",
+                    *options,
+                ]
+            )
+            == 0
+        )
+    labels = [
+        cv2.imread(str(tmp_path / b / "labels" / "val_0000.png"), cv2.IMREAD_UNCHANGED)
+        for b in ("jittor", "onnxruntime")
+    ]
     assert labels[0].shape == (64, 64) and (labels[0] == labels[1]).mean() > 0.999
 
 
 def test_tools_report_bad_onnx_input_in_one_line(demo_export, tmp_path, capsys):
     root, checkpoint, onnx_path, options = demo_export
-    assert test_tool.main([DEMO, str(tmp_path / "missing.onnx"), "--backend", "onnxruntime",
-                           "--cfg-options", *options]) == 1
+    assert (
+        test_tool.main([DEMO, str(tmp_path / "missing.onnx"), "--backend", "onnxruntime", "--cfg-options", *options])
+        == 1
+    )
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.onnx'}: no such ONNX file"
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a model")
@@ -287,8 +356,9 @@ def test_tools_report_bad_onnx_input_in_one_line(demo_export, tmp_path, capsys):
     assert err.startswith(f"error: {garbage}: onnxruntime cannot load it") and "\n" not in err
     with pytest.raises(OnnxModelError, match="predicts 5 classes but the config's model.decode_head.num_classes is 7"):
         init_onnx_model(DEMO, onnx_path, options + ["model.decode_head.num_classes=7"])
-    assert export_tool.main([DEMO, checkpoint, str(tmp_path / "x.onnx"), "--opset", "9", "--cfg-options",
-                             *options]) == 1
+    assert (
+        export_tool.main([DEMO, checkpoint, str(tmp_path / "x.onnx"), "--opset", "9", "--cfg-options", *options]) == 1
+    )
     assert "opset 9 is not supported" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
 
@@ -297,16 +367,20 @@ def test_without_onnxruntime_the_tools_say_what_to_install(demo_export, monkeypa
     root, checkpoint, onnx_path, options = demo_export
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
     assert test_tool.main([DEMO, str(onnx_path), "--backend", "onnxruntime", "--cfg-options", *options]) == 1
-    assert capsys.readouterr().err.strip() == ('error: --backend onnxruntime needs the "onnxruntime" package: '
-                                               'pip install -e ".[deploy]" (or pip install onnxruntime)')
+    assert capsys.readouterr().err.strip() == (
+        'error: --backend onnxruntime needs the "onnxruntime" package: '
+        'pip install -e ".[deploy]" (or pip install onnxruntime)'
+    )
 
 
 def test_core_package_and_tools_do_not_import_onnx():
     import subprocess
 
-    code = ("import sys; sys.path.insert(0, 'tools'); import jsegnext.apis, jsegnext.engine.evaluation, "
-            "jsegnext.engine.trainer, test, infer; "
-            "print(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))")
+    code = (
+        "import sys; sys.path.insert(0, 'tools'); import jsegnext.apis, jsegnext.engine.evaluation, "
+        "jsegnext.engine.trainer, test, infer; "
+        "print(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,15 +1,27 @@
 import numpy as np
 import pytest
 
-from jsegnext.engine.optim import (PolyLrSchedule, build_optimizer, build_param_groups, describe_param_groups,
-                                   match_custom_key, sorted_custom_keys)
+from jsegnext.engine.optim import (
+    PolyLrSchedule,
+    build_optimizer,
+    build_param_groups,
+    describe_param_groups,
+    match_custom_key,
+    sorted_custom_keys,
+)
 from jsegnext.runtime import jt
 
 nn = jt.nn
 
-SEGNEXT_OPTIM = dict(type="AdamW", lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01,
-                     paramwise_cfg=dict(custom_keys={"pos_block": dict(decay_mult=0.0), "norm": dict(decay_mult=0.0),
-                                                     "head": dict(lr_mult=10.0)}))
+SEGNEXT_OPTIM = dict(
+    type="AdamW",
+    lr=6e-5,
+    betas=(0.9, 0.999),
+    weight_decay=0.01,
+    paramwise_cfg=dict(
+        custom_keys={"pos_block": dict(decay_mult=0.0), "norm": dict(decay_mult=0.0), "head": dict(lr_mult=10.0)}
+    ),
+)
 
 
 class Named(nn.Module):
@@ -33,10 +45,13 @@ class TinySegNeXtNames(nn.Module):
             patch_embed1=Named(proj=nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c))),
             block1=nn.Sequential(Block(c)),
             norm1=nn.LayerNorm(c),
-            patch_embed2=Named(proj=nn.Conv2d(c, c, 3, padding=1), norm=nn.BatchNorm2d(c)))
-        self.decode_head = Named(squeeze=Named(conv=nn.Conv2d(c, c, 1, bias=False), gn=nn.GroupNorm(2, c)),
-                                 norm_extra=nn.LayerNorm(c),  # holds 'head' and 'norm': 'head' wins
-                                 conv_seg=nn.Conv2d(c, 3, 1))
+            patch_embed2=Named(proj=nn.Conv2d(c, c, 3, padding=1), norm=nn.BatchNorm2d(c)),
+        )
+        self.decode_head = Named(
+            squeeze=Named(conv=nn.Conv2d(c, c, 1, bias=False), gn=nn.GroupNorm(2, c)),
+            norm_extra=nn.LayerNorm(c),  # holds 'head' and 'norm': 'head' wins
+            conv_seg=nn.Conv2d(c, 3, 1),
+        )
 
 
 def group_of(optimizer, name):
@@ -53,7 +68,7 @@ def test_mmcv_key_order_and_first_match():
     assert match_custom_key("decode_head.x.norm.weight", order) == "head"
     assert match_custom_key("backbone.block1.0.norm1.weight", order) == "norm1"
     assert match_custom_key("xabc", order) == "ab"
-    assert match_custom_key("norm", ["norm"]) == "norm"          # root parameter, tested as '.norm'
+    assert match_custom_key("norm", ["norm"]) == "norm"  # root parameter, tested as '.norm'
     assert match_custom_key(".weight", ["weight"]) == "weight"
 
 
@@ -64,14 +79,14 @@ def test_segnext_groups():
     base = dict(lr=6e-5, weight_decay=0.01)
     expect = {
         "backbone.patch_embed1.proj.0.weight": base,
-        "backbone.patch_embed1.proj.1.weight": base,     # stem BN: no 'norm' in its name -> decayed
+        "backbone.patch_embed1.proj.1.weight": base,  # stem BN: no 'norm' in its name -> decayed
         "backbone.patch_embed1.proj.1.bias": base,
-        "backbone.block1.0.layer_scale_1": base,         # layer scale decayed
+        "backbone.block1.0.layer_scale_1": base,  # layer scale decayed
         "backbone.block1.0.proj_1.bias": base,
         "backbone.block1.0.norm1.weight": dict(lr=6e-5, weight_decay=0.0),
         "backbone.norm1.bias": dict(lr=6e-5, weight_decay=0.0),
         "backbone.patch_embed2.norm.weight": dict(lr=6e-5, weight_decay=0.0),
-        "decode_head.squeeze.gn.weight": dict(lr=6e-4, weight_decay=0.01),   # head GN: lr x10 with decay
+        "decode_head.squeeze.gn.weight": dict(lr=6e-4, weight_decay=0.01),  # head GN: lr x10 with decay
         "decode_head.norm_extra.weight": dict(lr=6e-4, weight_decay=0.01),
         "decode_head.conv_seg.weight": dict(lr=6e-4, weight_decay=0.01),
     }
@@ -104,15 +119,18 @@ def test_frozen_params_skipped_and_bad_options():
 def test_poly_schedule_hand_values():
     model = TinySegNeXtNames()
     opt = build_optimizer(model, SEGNEXT_OPTIM)
-    sched = PolyLrSchedule(opt, max_iters=160000, power=1.0, min_lr=0.0, warmup="linear",
-                           warmup_iters=1500, warmup_ratio=1e-6)
+    sched = PolyLrSchedule(
+        opt, max_iters=160000, power=1.0, min_lr=0.0, warmup="linear", warmup_iters=1500, warmup_ratio=1e-6
+    )
     # (it, backbone lr); the 'norm' group has the same lr, the 'head' group 10x
-    table = [(0, 6e-11),                     # 6e-5 * 1e-6
-             (1, 4.005970962525067e-08),     # 6e-5 * (159999/160000) * (1 - (1499/1500) * (1 - 1e-6))
-             (1499, 5.939824978962525e-05),  # 6e-5 * (158501/160000) * (1 - (1/1500) * (1 - 1e-6))
-             (1500, 5.94375e-05),            # 6e-5 * 158500/160000, warm-up over
-             (80000, 3e-05),
-             (159999, 3.75e-10)]             # 6e-5 / 160000
+    table = [
+        (0, 6e-11),  # 6e-5 * 1e-6
+        (1, 4.005970962525067e-08),  # 6e-5 * (159999/160000) * (1 - (1499/1500) * (1 - 1e-6))
+        (1499, 5.939824978962525e-05),  # 6e-5 * (158501/160000) * (1 - (1/1500) * (1 - 1e-6))
+        (1500, 5.94375e-05),  # 6e-5 * 158500/160000, warm-up over
+        (80000, 3e-05),
+        (159999, 3.75e-10),
+    ]  # 6e-5 / 160000
     for it, lr in table:
         returned = sched.apply(it)
         assert returned == pytest.approx(lr, rel=1e-9, abs=0), it
@@ -121,8 +139,8 @@ def test_poly_schedule_hand_values():
     # list form + apply(optimizer, it); power and min_lr
     other = PolyLrSchedule([1.0, 10.0, 1.0], max_iters=100, power=0.9, min_lr=1e-4, warmup=None)
     other.apply(opt, 50)
-    assert opt.param_groups[2]["lr"] == pytest.approx((1.0 - 1e-4) * 0.5 ** 0.9 + 1e-4)
-    assert opt.param_groups[1]["lr"] == pytest.approx((10.0 - 1e-4) * 0.5 ** 0.9 + 1e-4)
+    assert opt.param_groups[2]["lr"] == pytest.approx((1.0 - 1e-4) * 0.5**0.9 + 1e-4)
+    assert opt.param_groups[1]["lr"] == pytest.approx((10.0 - 1e-4) * 0.5**0.9 + 1e-4)
 
 
 def test_adamw_step_matches_numpy_reference():
@@ -131,8 +149,12 @@ def test_adamw_step_matches_numpy_reference():
     b = jt.array(np.array([[1.5, -0.25], [0.75, 3.0]], np.float32))
     ca, cb = np.array([0.3, -2.0, 0.01], np.float32), np.array([[1.0, -0.5], [0.2, 4.0]], np.float32)
     lr, wds, betas, eps = [1e-2, 5e-2], [0.1, 0.0], (0.9, 0.999), 1e-8
-    opt = jt.optim.AdamW([{"params": [a], "lr": lr[0], "weight_decay": wds[0]},
-                          {"params": [b], "lr": lr[1], "weight_decay": wds[1]}], lr[0], eps=eps, betas=betas)
+    opt = jt.optim.AdamW(
+        [{"params": [a], "lr": lr[0], "weight_decay": wds[0]}, {"params": [b], "lr": lr[1], "weight_decay": wds[1]}],
+        lr[0],
+        eps=eps,
+        betas=betas,
+    )
     ref = [a.numpy().astype(np.float64), b.numpy().astype(np.float64)]
     m = [np.zeros_like(r) for r in ref]
     v = [np.zeros_like(r) for r in ref]

@@ -1,6 +1,7 @@
 """The inference kernels of jsegnext/ops/pointwise.py and resize_argmax against their Jittor-op forms
 (``'meta'``), on shapes that exercise the blocking: a single row or column, sizes that are not
 multiples of the vector length, batches, more row bands than rows."""
+
 import numpy as np
 import pytest
 
@@ -37,9 +38,16 @@ SHAPES = [(1, 5, 1, 1), (2, 7, 3, 17), (1, 16, 9, 1), (2, 3, 33, 20)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("act,mul,res,scale", [(None, False, False, False), ("gelu", False, False, False),
-                                               ("relu", True, False, False), (None, False, True, True),
-                                               (None, True, True, False)])
+@pytest.mark.parametrize(
+    "act,mul,res,scale",
+    [
+        (None, False, False, False),
+        ("gelu", False, False, False),
+        ("relu", True, False, False),
+        (None, False, True, True),
+        (None, True, True, False),
+    ],
+)
 def test_pointwise_conv(monkeypatch, shape, act, mul, res, scale):
     rng = np.random.default_rng(0)
     n, ci, h, w = shape
@@ -48,8 +56,13 @@ def test_pointwise_conv(monkeypatch, shape, act, mul, res, scale):
     m = arr(rng, n, co, h, w) if mul else None
     r = arr(rng, n, co, h, w) if res else None
     s = arr(rng, co) if scale else None
-    close(*both(monkeypatch, "pointwise_conv",
-                lambda: pw.pointwise_conv(x, wt, b, act=act, mul=m, residual=r, residual_scale=s)))
+    close(
+        *both(
+            monkeypatch,
+            "pointwise_conv",
+            lambda: pw.pointwise_conv(x, wt, b, act=act, mul=m, residual=r, residual_scale=s),
+        )
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -58,19 +71,34 @@ def test_pointwise_conv2(monkeypatch, shape, res):
     rng = np.random.default_rng(1)
     n, ci, h, w = shape
     c1, co = 4, 5
-    args = (arr(rng, n, ci, h, w), arr(rng, c1, ci), arr(rng, c1), arr(rng, n, c1, h, w), arr(rng, co, c1), arr(rng, co))
+    args = (
+        arr(rng, n, ci, h, w),
+        arr(rng, c1, ci),
+        arr(rng, c1),
+        arr(rng, n, c1, h, w),
+        arr(rng, co, c1),
+        arr(rng, co),
+    )
     r, s = (arr(rng, n, co, h, w), arr(rng, co)) if res else (None, None)
     close(*both(monkeypatch, "pointwise_conv", lambda: pw.pointwise_conv2(*args, residual=r, residual_scale=s)))
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 1, 1), (1, 4, 1, 9), (2, 5, 2, 3), (1, 8, 7, 4), (2, 6, 13, 40),
-                                   (1, 3, 37, 5)])
+@pytest.mark.parametrize(
+    "shape", [(1, 3, 1, 1), (1, 4, 1, 9), (2, 5, 2, 3), (1, 8, 7, 4), (2, 6, 13, 40), (1, 3, 37, 5)]
+)
 def test_mlp_block(monkeypatch, shape):
     rng = np.random.default_rng(2)
     n, c, h, w = shape
     hd = 3 * c
-    args = (arr(rng, n, c, h, w), arr(rng, hd, c, scale=0.5), arr(rng, hd), arr(rng, hd, 1, 3, 3), arr(rng, hd),
-            arr(rng, c, hd, scale=0.5), arr(rng, c))
+    args = (
+        arr(rng, n, c, h, w),
+        arr(rng, hd, c, scale=0.5),
+        arr(rng, hd),
+        arr(rng, hd, 1, 3, 3),
+        arr(rng, hd),
+        arr(rng, c, hd, scale=0.5),
+        arr(rng, c),
+    )
     close(*both(monkeypatch, "mlp_block", lambda: pw.mlp_block(*args)))
 
 
@@ -80,8 +108,15 @@ def test_mlp_block_row_bands(monkeypatch, h, w, bands):
     """The kernel streams bands of rows (one per thread by default) with a ring of fc1 rows; the
     result must not depend on how the rows are split."""
     rng = np.random.default_rng(3)
-    args = (arr(rng, 1, 4, h, w), arr(rng, 8, 4), arr(rng, 8), arr(rng, 8, 1, 3, 3), arr(rng, 8), arr(rng, 4, 8),
-            arr(rng, 4))
+    args = (
+        arr(rng, 1, 4, h, w),
+        arr(rng, 8, 4),
+        arr(rng, 8),
+        arr(rng, 8, 1, 3, 3),
+        arr(rng, 8),
+        arr(rng, 4, 8),
+        arr(rng, 4),
+    )
     close(*both(monkeypatch, "mlp_block", lambda: pw.mlp_block(*args, bands=bands)))
 
 

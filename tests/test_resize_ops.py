@@ -1,9 +1,15 @@
 """The CPU resize kernel and the resize-fused cross entropy against the portable (gather) forms."""
+
 import numpy as np
 import pytest
 
-from jsegnext.ops.resize import (cross_entropy, resize_bilinear, resize_bilinear_gather, resize_table,
-                                 resized_cross_entropy)
+from jsegnext.ops.resize import (
+    cross_entropy,
+    resize_bilinear,
+    resize_bilinear_gather,
+    resize_table,
+    resized_cross_entropy,
+)
 from jsegnext.runtime import jt
 
 
@@ -13,17 +19,25 @@ def rel(a, b):
 
 def numpy_resize(x, size):
     """Independent reference: PyTorch's align_corners=False formula, width then height."""
+
     def axis(x, ax, out):
         lo, hi, frac = resize_table(x.shape[ax], out)
         a, b = np.take(x, lo, axis=ax), np.take(x, hi, axis=ax)
         shape = [1] * x.ndim
         shape[ax] = out
         return a + (b - a) * frac.reshape(shape)
+
     return axis(axis(x, 3, size[1]), 2, size[0])
 
 
-SIZES = [((7, 9), (28, 36)), ((7, 9), (13, 5)), ((16, 16), (64, 48)), ((5, 8), (5, 19)), ((1, 1), (3, 4)),
-         ((9, 4), (2, 1))]
+SIZES = [
+    ((7, 9), (28, 36)),
+    ((7, 9), (13, 5)),
+    ((16, 16), (64, 48)),
+    ((5, 8), (5, 19)),
+    ((1, 1), (3, 4)),
+    ((9, 4), (2, 1)),
+]
 
 
 @pytest.mark.parametrize("src,dst", SIZES)

@@ -2,6 +2,7 @@
 cuDNN 9 and the CUDA libraries from pip wheels, as on the project's GPU machine, among others), the
 fact gathering on a fake file system, and the files it writes (CUDA home of links, nvcc wrapper,
 python3.X-config)."""
+
 import os
 import subprocess
 import sys
@@ -11,18 +12,35 @@ import pytest
 
 from jsegnext import runtime as rt
 
-TARGET_TOOLKIT = rt.CudaToolkit("/usr/local/cuda/bin/nvcc", (13, 0, 88),
-                                ["/usr/local/cuda/include"], ["/usr/local/cuda/bin", "/usr/local/cuda/lib64"])
-NO_LIBS = {"cublas": False, "curand": False, "cudnn": False, "cufft": False, "cusparse": False,
-           "cudnn_major": None, "cudnn8_parts": False}
+TARGET_TOOLKIT = rt.CudaToolkit(
+    "/usr/local/cuda/bin/nvcc",
+    (13, 0, 88),
+    ["/usr/local/cuda/include"],
+    ["/usr/local/cuda/bin", "/usr/local/cuda/lib64"],
+)
+NO_LIBS = {
+    "cublas": False,
+    "curand": False,
+    "cudnn": False,
+    "cufft": False,
+    "cusparse": False,
+    "cudnn_major": None,
+    "cudnn8_parts": False,
+}
 
 
 def facts(**kw):
     """The H200 machine's facts: CUDA 13 toolkit with nvcc and cudart only; cuBLAS, cuRAND, cuFFT,
     cuSPARSE and cuDNN 9 from pip's nvidia-* wheels (PyTorch's); no jittor_offline; one process."""
     wheel = dict(NO_LIBS, cublas=True, curand=True, cufft=True, cusparse=True, cudnn=True, cudnn_major=9)
-    base = dict(requested="auto", gpu_present=True, toolkit=TARGET_TOOLKIT, toolkit_libs=dict(NO_LIBS),
-                wheel_dirs=[("/site/nvidia/cu13/include", "/site/nvidia/cu13/lib")], wheel_libs=wheel)
+    base = dict(
+        requested="auto",
+        gpu_present=True,
+        toolkit=TARGET_TOOLKIT,
+        toolkit_libs=dict(NO_LIBS),
+        wheel_dirs=[("/site/nvidia/cu13/include", "/site/nvidia/cu13/lib")],
+        wheel_libs=wheel,
+    )
     base.update(kw)
     return rt.Facts(**base)
 
@@ -42,11 +60,13 @@ def test_target_gpu_machine():
 
 
 def test_complete_cuda12_toolkit_with_cudnn8_keeps_cudnn():
-    libs = dict(NO_LIBS, cublas=True, curand=True, cufft=True, cusparse=True, cudnn=True, cudnn_major=8,
-                cudnn8_parts=True)
+    libs = dict(
+        NO_LIBS, cublas=True, curand=True, cufft=True, cusparse=True, cudnn=True, cudnn_major=8, cudnn8_parts=True
+    )
     toolkit = rt.CudaToolkit("/opt/cuda-12.4/bin/nvcc", (12, 4, 131), [], [])
-    plan = rt.choose_settings(facts(toolkit=toolkit, toolkit_libs=libs, wheel_dirs=[], wheel_libs=dict(NO_LIBS),
-                                    offline_package=True), {})
+    plan = rt.choose_settings(
+        facts(toolkit=toolkit, toolkit_libs=libs, wheel_dirs=[], wheel_libs=dict(NO_LIBS), offline_package=True), {}
+    )
     v = values(plan)
     assert plan.device == "cuda" and not plan.build_cuda_home
     assert v["nvcc_path"] == "/opt/cuda-12.4/bin/nvcc"
@@ -194,8 +214,13 @@ def test_python_config_script(tmp_path):
 
 
 def test_import_reports_its_settings():
-    out = subprocess.run([sys.executable, "-c", "import jsegnext.runtime as r; print(r.describe())"],
-                         capture_output=True, text=True, env=dict(os.environ, JSEGNEXT_DEVICE="cpu"), timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", "import jsegnext.runtime as r; print(r.describe())"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JSEGNEXT_DEVICE="cpu"),
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "device: cpu (requested cpu" in out.stdout and "nvcc_path='': JSEGNEXT_DEVICE=cpu" in out.stdout
 

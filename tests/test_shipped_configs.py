@@ -3,6 +3,7 @@
 Each config must build its model with the parameter count the architecture gives for its class
 count, predict as many classes as its dataset has, and carry the published recipe for its dataset.
 """
+
 import itertools
 
 import pytest

@@ -1,14 +1,15 @@
 """Depthwise strip convolution (jsegnext.ops.strip_conv): every implementation against
 jt.nn.Conv2d(groups=C) and against an independent float64 NumPy reference, forward and all three
 gradients; the StripConv module as a drop-in for nn.Conv2d; the fused MSCA strip sum."""
+
 import importlib
 
 import numpy as np
 import pytest
 from conftest import require_impl
 
-from jsegnext.runtime import jt
 from jsegnext.ops.strip_conv import StripConv, msca_strips, resolve_impl, strip_conv
+from jsegnext.runtime import jt
 
 sc_mod = importlib.import_module("jsegnext.ops.strip_conv")  # jsegnext.ops.strip_conv is the function
 
@@ -37,7 +38,7 @@ def _np_strip(x, w2, b, o):
     pads = [(0, 0)] * 4
     pads[ax] = (p, p)
     xp = np.pad(x, pads)
-    take = lambda a, j: a[..., j:j + n] if ax == 3 else a[:, :, j:j + n, :]
+    take = lambda a, j: a[..., j : j + n] if ax == 3 else a[:, :, j : j + n, :]
     y = b[None, :, None, None] + sum(w2[None, :, j, None, None] * take(xp, j) for j in range(k))
 
     def vjp(g):
@@ -45,6 +46,7 @@ def _np_strip(x, w2, b, o):
         dx = sum(w2[None, :, j, None, None] * take(gp, 2 * p - j) for j in range(k))
         dw = np.stack([(g * take(xp, j)).sum((0, 2, 3)) for j in range(k)], 1)
         return dx, dw, g.sum((0, 2, 3))
+
     return y, vjp
 
 
@@ -61,8 +63,13 @@ def test_matches_conv2d(impl, orientation, k):
     require_impl("strip_conv", impl)
     rng = np.random.default_rng(k)
     for N, C, H, W in SHAPES:
-        conv = jt.nn.Conv2d(C, C, (1, k) if orientation == "h" else (k, 1),
-                            padding=(0, k // 2) if orientation == "h" else (k // 2, 0), groups=C)
+        conv = jt.nn.Conv2d(
+            C,
+            C,
+            (1, k) if orientation == "h" else (k, 1),
+            padding=(0, k // 2) if orientation == "h" else (k // 2, 0),
+            groups=C,
+        )
         x = jt.array(rng.standard_normal((N, C, H, W)).astype("float32"))
         gy = jt.array(rng.standard_normal((N, C, H, W)).astype("float32"))
         w = jt.array(rng.standard_normal(_wshape(C, k, orientation)).astype("float32"))
@@ -153,8 +160,7 @@ def test_module_is_a_conv2d_drop_in(orientation):
     assert sorted(params) == ["bias", "weight"]
     assert list(params["weight"].shape) == shape and list(params["bias"].shape) == [C]
     assert sorted(m.state_dict()) == ["bias", "weight"]
-    conv = jt.nn.Conv2d(C, C, tuple(shape[2:]), padding=(0, k // 2) if orientation == "h" else (k // 2, 0),
-                        groups=C)
+    conv = jt.nn.Conv2d(C, C, tuple(shape[2:]), padding=(0, k // 2) if orientation == "h" else (k // 2, 0), groups=C)
     assert sorted(conv.state_dict()) == ["bias", "weight"]
     # Conv2d's initialisation: bias ~ U(±1/sqrt(fan_in)), weight bounded by the same fan_in
     bound = 1 / np.sqrt(k)
@@ -174,8 +180,10 @@ def test_module_is_a_conv2d_drop_in(orientation):
 
 
 def _msca_params(rng, C, dtype="float32"):
-    return [tuple(jt.array(rng.standard_normal(s).astype(dtype)) for s in ([C, 1, 1, k], [C], [C, 1, k, 1], [C]))
-            for k in (7, 11, 21)]
+    return [
+        tuple(jt.array(rng.standard_normal(s).astype(dtype)) for s in ([C, 1, 1, k], [C], [C, 1, k, 1], [C]))
+        for k in (7, 11, 21)
+    ]
 
 
 @pytest.mark.parametrize("impl", ["fused", "kernel", "meta", "auto"])

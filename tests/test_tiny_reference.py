@@ -5,6 +5,7 @@ loss and the gradient of every parameter, through all unrolled NMF updates, batc
 of initial bases per sample. Every strip-conv implementation is checked. Tolerances are the
 fixture's (tests/fixtures/README.md).
 """
+
 import re
 
 import numpy as np
@@ -18,8 +19,16 @@ from jsegnext.weights import load_checkpoint
 
 TINY_CFG = dict(
     backbone=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 2, 1], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.0),
-    decode_head=dict(in_channels=[16, 32, 64], channels=32, ham_channels=32, num_classes=7, norm_groups=32,
-                     dropout_ratio=0.0, ham_kwargs=dict(MD_S=1, MD_R=8, train_steps=6, eval_steps=7)))
+    decode_head=dict(
+        in_channels=[16, 32, 64],
+        channels=32,
+        ham_channels=32,
+        num_classes=7,
+        norm_groups=32,
+        dropout_ratio=0.0,
+        ham_kwargs=dict(MD_S=1, MD_R=8, train_steps=6, eval_steps=7),
+    ),
+)
 NUM_PARAMETERS = 201
 #: Biases of convolutions that feed a BatchNorm (the stem's two, each patch embedding's): their true
 #: gradient is exactly 0 (BN subtracts the mean), so both sides hold rounding noise of about 1e-6 of
@@ -75,8 +84,11 @@ def gradient_errors(grads, ref):
     """Per-parameter error: max |g - ref| over max(max |ref|, 1e-3 · largest gradient of all)
     (the BN-fed biases, whose true gradient is 0, are left to :func:`noise_sized`)."""
     floor = 1e-3 * largest_gradient(grads, ref)
-    return {name: float(np.abs(g - ref[f"grad/{name}"]).max() / max(np.abs(ref[f"grad/{name}"]).max(), floor))
-            for name, g in grads.items() if not BN_FED_BIAS.search(name)}
+    return {
+        name: float(np.abs(g - ref[f"grad/{name}"]).max() / max(np.abs(ref[f"grad/{name}"]).max(), floor))
+        for name, g in grads.items()
+        if not BN_FED_BIAS.search(name)
+    }
 
 
 def noise_sized(grads, ref):
@@ -93,7 +105,7 @@ def test_training_loss_and_every_gradient_match_reference(strip_conv, data):
     model.train()
     params = {name: v for name, v in model.named_parameters() if not v.is_stop_grad()}  # what training updates
     assert len(params) == NUM_PARAMETERS
-    assert sorted(params) == sorted(k[len("grad/"):] for k in ref if k.startswith("grad/"))
+    assert sorted(params) == sorted(k[len("grad/") :] for k in ref if k.startswith("grad/"))
     img, label = jt.array(data["input"]), jt.array(data["label"].astype(np.int32))
     head_logits = model.decode_head(model.extract_feat(img))
     assert rel_err(head_logits.numpy(), ref["head_logits"]) < 2e-4  # batch statistics, 6 NMF steps

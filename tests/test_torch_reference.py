@@ -1,5 +1,6 @@
 """The PyTorch SegNeXt of benchmarks/torch_segnext.py (the benchmarks' PyTorch column) against the
 reference fixture and against jsegnext. Skipped where PyTorch is not installed."""
+
 import sys
 from pathlib import Path
 
@@ -65,7 +66,9 @@ def test_torch_and_jittor_agree_on_reference_checkpoint(fixture_model):
     load_checkpoint(j_model, fixture_path("segnext_t_ade.pth"), require_head=True)
     j_model.eval()
     check.fix_bases(fixture_model, j_model, bases)
-    errors = check.compare_outputs(check.eval_outputs_jittor(j_model, img), check.eval_outputs_torch(fixture_model, img))
+    errors = check.compare_outputs(
+        check.eval_outputs_jittor(j_model, img), check.eval_outputs_torch(fixture_model, img)
+    )
     assert set(errors) == {"feats_0", "feats_1", "feats_2", "feats_3", "head_logits", "full"}
     for key, err in errors.items():
         assert err < (1e-3 if key.startswith("feats") else 2e-4), (key, err)
@@ -124,5 +127,9 @@ def test_torch_training_backward_with_dropout_and_random_bases():
         x = torch.from_numpy(img[:1])
         assert tuple(model(x).shape) == (1, 150, 8, 8)
         assert tuple(model.forward_full(x).shape) == (1, 150, 64, 64)
-        assert [tuple(f.shape[1:]) for f in model.encoder_features(x)] == [(32, 16, 16), (64, 8, 8), (160, 4, 4),
-                                                                           (256, 2, 2)]
+        assert [tuple(f.shape[1:]) for f in model.encoder_features(x)] == [
+            (32, 16, 16),
+            (64, 8, 8),
+            (160, 4, 4),
+            (256, 2, 2),
+        ]

@@ -1,18 +1,19 @@
 """Training, resuming, evaluation and inference end to end on tiny demo data and a tiny model."""
+
 import json
 import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
+import infer as infer_tool
 import numpy as np
-from pathlib import Path
 import pytest
+import test as test_tool
 from conftest import ROOT
 
-import infer as infer_tool
-import test as test_tool
 from jsegnext.apis import inference_model, init_model, load_config
 from jsegnext.engine import IoUAccumulator, Trainer, TrainingDiverged
 from jsegnext.runtime import jt
@@ -20,11 +21,16 @@ from jsegnext.runtime import jt
 DEMO = str(ROOT / "configs" / "segnext_t_demo.py")
 
 MODEL_OPTIONS = {  # shrink SegNeXt-T to seconds per run: small widths, one block per stage
-    "model.backbone.embed_dims": [8, 16, 32, 32], "model.backbone.depths": [1, 1, 1, 1],
-    "model.backbone.mlp_ratios": [2, 2, 2, 2], "model.backbone.strip_conv": "conv2d",
-    "model.decode_head.in_channels": [16, 32, 32], "model.decode_head.channels": 32,
-    "model.decode_head.ham_channels": 32, "model.decode_head.norm_groups": 8,
-    "model.decode_head.ham_kwargs.MD_R": 4, "model.decode_head.ham_kwargs.seed": None,
+    "model.backbone.embed_dims": [8, 16, 32, 32],
+    "model.backbone.depths": [1, 1, 1, 1],
+    "model.backbone.mlp_ratios": [2, 2, 2, 2],
+    "model.backbone.strip_conv": "conv2d",
+    "model.decode_head.in_channels": [16, 32, 32],
+    "model.decode_head.channels": 32,
+    "model.decode_head.ham_channels": 32,
+    "model.decode_head.norm_groups": 8,
+    "model.decode_head.ham_kwargs.MD_R": 4,
+    "model.decode_head.ham_kwargs.seed": None,
 }
 
 
@@ -34,9 +40,18 @@ def options_list(options):
 
 def tiny_options(**extra):
     options = dict(MODEL_OPTIONS)
-    options.update({"data.batch_size": 4, "data.num_workers": 0, "runner.max_iters": 6,
-                    "checkpoint_config.interval": 3, "evaluation.interval": 1000, "log_config.interval": 1,
-                    "lr_config.warmup_iters": 2, "optimizer.lr": 4e-3})
+    options.update(
+        {
+            "data.batch_size": 4,
+            "data.num_workers": 0,
+            "runner.max_iters": 6,
+            "checkpoint_config.interval": 3,
+            "evaluation.interval": 1000,
+            "log_config.interval": 1,
+            "lr_config.warmup_iters": 2,
+            "optimizer.lr": 4e-3,
+        }
+    )
     options.update(extra)
     return options_list(options)
 
@@ -51,15 +66,17 @@ def write_boxes_dataset(root, rng, counts=(("train", 16), ("val", 4)), size=64):
             label = np.zeros((size, size), np.uint8)
             y, x = rng.integers(0, size // 2, 2)
             h, w = rng.integers(size // 4, size // 2, 2)
-            img[y:y + h, x:x + w] = rng.normal(190, 30, (h, w, 3))
-            label[y:y + h, x:x + w] = 1
+            img[y : y + h, x : x + w] = rng.normal(190, 30, (h, w, 3))
+            label[y : y + h, x : x + w] = 1
             cv2.imwrite(str(root / "img" / split / f"{i:03d}.png"), np.clip(img, 0, 255).astype(np.uint8))
             cv2.imwrite(str(root / "ann" / split / f"{i:03d}.png"), label)
 
 
 def write_boxes_config(path, data_root):
     """The demo config with its data swapped for the boxes dataset (appended Python, run top to bottom)."""
-    text = Path(DEMO).read_text() + f"""
+    text = (
+        Path(DEMO).read_text()
+        + f"""
 model['decode_head']['num_classes'] = 2
 test_pipeline[1]['img_scale'] = (64, 64)
 train_pipeline[2]['img_scale'] = (64, 64)
@@ -72,6 +89,7 @@ crop_size = (48, 48)
 train_pipeline[3]['crop_size'] = crop_size
 train_pipeline[7]['size'] = crop_size
 """
+    )
     path.write_text(text)
     return str(path)
 
@@ -96,8 +114,9 @@ def config(tmp_path_factory, data_root):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, config):
     work_dir = tmp_path_factory.mktemp("run")
-    cfg = load_config(config, tiny_options(**{"runner.max_iters": 40, "checkpoint_config.interval": 40,
-                                              "log_config.interval": 10}))
+    cfg = load_config(
+        config, tiny_options(**{"runner.max_iters": 40, "checkpoint_config.interval": 40, "log_config.interval": 10})
+    )
     Trainer(cfg, work_dir, progress=False).train()
     return cfg, work_dir
 
@@ -115,13 +134,25 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, config):
     Trainer(load_config(config, options), straight, progress=False).train()
     # The kill happens in a bash process: Jittor ends its own process when a child of it dies by a
     # signal (its SIGCHLD handler), so pytest must not be the killed trainer's parent.
-    command = " ".join(shlex.quote(str(a)) for a in [sys.executable, ROOT / "tools" / "train.py", config,
-                                                        "--work-dir", killed, "--no-progress", "--cfg-options",
-                                                        *options])
+    command = " ".join(
+        shlex.quote(str(a))
+        for a in [
+            sys.executable,
+            ROOT / "tools" / "train.py",
+            config,
+            "--work-dir",
+            killed,
+            "--no-progress",
+            "--cfg-options",
+            *options,
+        ]
+    )
     log = shlex.quote(str(killed / "log.jsonl"))
-    script = (f"{command} >/dev/null 2>&1 & pid=$!; for i in $(seq 6000); do "
-              f"[ -f {log} ] && [ $(grep -c train {log}) -ge 4 ] && break; "
-              "kill -0 $pid 2>/dev/null || break; sleep 0.02; done; kill -9 $pid; wait $pid; exit 0")
+    script = (
+        f"{command} >/dev/null 2>&1 & pid=$!; for i in $(seq 6000); do "
+        f"[ -f {log} ] && [ $(grep -c train {log}) -ge 4 ] && break; "
+        "kill -0 $pid 2>/dev/null || break; sleep 0.02; done; kill -9 $pid; wait $pid; exit 0"
+    )
     subprocess.run(["bash", "-c", script], check=True, timeout=600)
     logged = train_losses(killed)
     assert 4 <= len(logged) < 12, "the run was not interrupted mid-way"
@@ -136,6 +167,7 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, config):
 
 def test_resume_drops_log_records_of_later_iterations(tmp_path):
     from jsegnext.engine import JsonlLogger
+
     path = tmp_path / "log.jsonl"
     lines = [{"mode": "train", "iter": i, "loss": 1.0 / i} for i in (1, 2, 3, 4, 5)]
     lines.insert(3, {"mode": "val", "iter": 3, "mIoU": 50.0})
@@ -144,8 +176,13 @@ def test_resume_drops_log_records_of_later_iterations(tmp_path):
         assert logger.drop_after(3) == 3
         logger.log({"mode": "train", "iter": 4, "loss": 0.5})
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [(r["mode"], r["iter"]) for r in records] == [("train", 1), ("train", 2), ("train", 3), ("val", 3),
-                                                          ("train", 4)]
+    assert [(r["mode"], r["iter"]) for r in records] == [
+        ("train", 1),
+        ("train", 2),
+        ("train", 3),
+        ("val", 3),
+        ("train", 4),
+    ]
     assert records[-1]["loss"] == 0.5
 
 
@@ -185,8 +222,23 @@ def test_test_tool_metrics_equal_its_saved_predictions(trained, tmp_path, data_r
     cfg, work_dir = trained
     out, preds, shows = tmp_path / "r.json", tmp_path / "preds", tmp_path / "show"
     options = tiny_options()
-    assert test_tool.main([config, str(work_dir / "latest.pkl"), "--out", str(out), "--save-preds", str(preds),
-                           "--show-dir", str(shows), "--cfg-options", *options]) == 0
+    assert (
+        test_tool.main(
+            [
+                config,
+                str(work_dir / "latest.pkl"),
+                "--out",
+                str(out),
+                "--save-preds",
+                str(preds),
+                "--show-dir",
+                str(shows),
+                "--cfg-options",
+                *options,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(out.read_text())
     acc = IoUAccumulator(2)
     labels = sorted((data_root / "ann" / "val").glob("*.png"))
@@ -205,8 +257,12 @@ def test_test_tool_metrics_equal_its_saved_predictions(trained, tmp_path, data_r
 def test_ms_flip_evaluation_runs_all_views(trained, tmp_path, config):
     _, work_dir = trained
     out = tmp_path / "ms.json"
-    assert test_tool.main([config, str(work_dir / "latest.pkl"), "--ms-flip", "--out", str(out),
-                           "--cfg-options", *tiny_options()]) == 0
+    assert (
+        test_tool.main(
+            [config, str(work_dir / "latest.pkl"), "--ms-flip", "--out", str(out), "--cfg-options", *tiny_options()]
+        )
+        == 0
+    )
     assert 0 <= json.loads(out.read_text())["mIoU"] <= 100
 
 
@@ -227,8 +283,19 @@ def test_inference_on_images_folders_and_video(trained, tmp_path, data_root, con
     writer.release()
     cv2.imwrite(str(tmp_path / "single.jpg"), image)
     out = tmp_path / "out"
-    code = infer_tool.main([config, str(work_dir / "latest.pkl"), str(tmp_path / "single.jpg"), str(folder),
-                            str(video), "--out", str(out), "--cfg-options", *options])
+    code = infer_tool.main(
+        [
+            config,
+            str(work_dir / "latest.pkl"),
+            str(tmp_path / "single.jpg"),
+            str(folder),
+            str(video),
+            "--out",
+            str(out),
+            "--cfg-options",
+            *options,
+        ]
+    )
     assert code == 0
     for name, shape in (("single", (50, 70)), ("img0", (64, 64)), ("img1", (64, 64))):
         assert cv2.imread(str(out / "labels" / f"{name}.png"), cv2.IMREAD_UNCHANGED).shape == shape
@@ -241,8 +308,20 @@ def test_inference_on_images_folders_and_video(trained, tmp_path, data_root, con
 
 
 def test_train_tool_reports_config_errors_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), DEMO, "--work-dir", str(tmp_path),
-                             "--cfg-options", "optimizer.lrr=1"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "train.py"),
+            DEMO,
+            "--work-dir",
+            str(tmp_path),
+            "--cfg-options",
+            "optimizer.lrr=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: unknown config key 'optimizer.lrr' (did you mean 'lr'?)"
 
@@ -250,8 +329,15 @@ def test_train_tool_reports_config_errors_in_one_line(tmp_path):
 def test_demo_dataset_is_generated_on_first_use(tmp_path):
     from jsegnext.datasets import build_dataset
 
-    cfg = load_config(DEMO, [f"data.train.data_root={str(tmp_path)!r}", "data.train.num_train=3",
-                             "data.train.num_val=2", "data.train.image_size=32"])
+    cfg = load_config(
+        DEMO,
+        [
+            f"data.train.data_root={str(tmp_path)!r}",
+            "data.train.num_train=3",
+            "data.train.num_val=2",
+            "data.train.image_size=32",
+        ],
+    )
     dataset = build_dataset(cfg.data.train)
     assert len(dataset) == 3 and dataset.CLASSES[0] == "background"
     sample = dataset[0]

@@ -1,12 +1,20 @@
 """Transforms: mmseg 0.x semantics and the invariants training relies on."""
+
 import cv2
 import numpy as np
 import pytest
 
 from jsegnext.config import ConfigError
 from jsegnext.datasets import build_pipeline, reduce_zero_label
-from jsegnext.datasets.transforms import (Normalize, Pad, PhotoMetricDistortion, RandomCrop, RandomFlip,
-                                          Resize, rescale_size)
+from jsegnext.datasets.transforms import (
+    Normalize,
+    Pad,
+    PhotoMetricDistortion,
+    RandomCrop,
+    RandomFlip,
+    Resize,
+    rescale_size,
+)
 
 NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
 
@@ -22,7 +30,7 @@ def results_of(img, label=None):
 def striped(h, w, classes=(0, 1, 2, 3, 255)):
     label = np.zeros((h, w), np.uint8)
     for k, c in enumerate(classes):
-        label[:, k * w // len(classes):(k + 1) * w // len(classes)] = c
+        label[:, k * w // len(classes) : (k + 1) * w // len(classes)] = c
     return label
 
 
@@ -71,7 +79,8 @@ def test_resize_test_mode_size_divisor_and_keep_ratio_only():
 def test_resize_labels_are_nearest_even_when_aligning():
     label = np.random.default_rng(1).choice(np.array([0, 5, 17, 255], np.uint8), (37, 51))
     r = Resize(img_scale=(97, 45), keep_ratio=True, size_divisor=32)(
-        results_of(np.zeros((37, 51, 3), np.uint8), label), rng())
+        results_of(np.zeros((37, 51, 3), np.uint8), label), rng()
+    )
     assert r['gt_semantic_seg'].shape == r['img'].shape[:2]
     assert set(np.unique(r['gt_semantic_seg'])) <= {0, 5, 17, 255}
 
@@ -110,14 +119,14 @@ def test_random_crop_ignore_index_not_counted_and_ten_tries():
             calls.append(1)
             return super().get_crop_bbox(img, g)
 
-    r = Counting(crop_size=(8, 8), cat_max_ratio=0.75)(results_of(np.zeros((32, 32, 3), np.uint8),
-                                                                  np.ones((32, 32), np.uint8)), rng())
+    r = Counting(crop_size=(8, 8), cat_max_ratio=0.75)(
+        results_of(np.zeros((32, 32, 3), np.uint8), np.ones((32, 32), np.uint8)), rng()
+    )
     assert len(calls) == 11 and r['gt_semantic_seg'].shape == (8, 8)
 
 
 def test_random_crop_smaller_image_keeps_whole_side():
-    r = RandomCrop(crop_size=(32, 32))(results_of(np.zeros((20, 50, 3), np.uint8), np.zeros((20, 50), np.uint8)),
-                                       rng())
+    r = RandomCrop(crop_size=(32, 32))(results_of(np.zeros((20, 50, 3), np.uint8), np.zeros((20, 50), np.uint8)), rng())
     assert r['img'].shape == (20, 32, 3) and r['gt_semantic_seg'].shape == (20, 32)
 
 
@@ -184,14 +193,28 @@ def test_photometric_distortion_order_and_ranges():
     g = Scripted([1, 0, 0, 0, 1], [20.0, 2.0])
     out = t(results_of(img.copy()), g)['img']
     assert (out == 240).all()
-    assert g.log == [('integers', (2,)), ('uniform', (-32, 32)), ('integers', (2,)), ('integers', (2,)),
-                     ('integers', (2,)), ('integers', (2,)), ('uniform', (0.5, 1.5))]
+    assert g.log == [
+        ('integers', (2,)),
+        ('uniform', (-32, 32)),
+        ('integers', (2,)),
+        ('integers', (2,)),
+        ('integers', (2,)),
+        ('integers', (2,)),
+        ('uniform', (0.5, 1.5)),
+    ]
     # mode 1: contrast right after brightness, before saturation and hue: (150 + 20) x 2 -> clipped 255
     g = Scripted([1, 1, 1, 0, 0], [20.0, 2.0])
     out = t(results_of(np.full((4, 4, 3), 150, np.uint8)), g)['img']
     assert (out == 255).all()
-    assert g.log == [('integers', (2,)), ('uniform', (-32, 32)), ('integers', (2,)), ('integers', (2,)),
-                     ('uniform', (0.5, 1.5)), ('integers', (2,)), ('integers', (2,))]
+    assert g.log == [
+        ('integers', (2,)),
+        ('uniform', (-32, 32)),
+        ('integers', (2,)),
+        ('integers', (2,)),
+        ('uniform', (0.5, 1.5)),
+        ('integers', (2,)),
+        ('integers', (2,)),
+    ]
     # hue: draws an integer shift in [-18, 18)
     g = Scripted([0, 0, 0, 1, 5, 0], [])
     colour = np.zeros((4, 4, 3), np.uint8)
@@ -213,11 +236,16 @@ def test_photometric_distortion_reproducible_and_uint8():
 
 # ============================================================================ whole pipeline
 def train_pipeline():
-    return build_pipeline([
-        dict(type='Resize', img_scale=(128, 48), ratio_range=(0.5, 2.0)),
-        dict(type='RandomCrop', crop_size=(32, 32), cat_max_ratio=0.75), dict(type='RandomFlip', prob=0.5),
-        dict(type='PhotoMetricDistortion'), dict(type='Normalize', **NORM),
-        dict(type='Pad', size=(32, 32), pad_val=0, seg_pad_val=255)])
+    return build_pipeline(
+        [
+            dict(type='Resize', img_scale=(128, 48), ratio_range=(0.5, 2.0)),
+            dict(type='RandomCrop', crop_size=(32, 32), cat_max_ratio=0.75),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PhotoMetricDistortion'),
+            dict(type='Normalize', **NORM),
+            dict(type='Pad', size=(32, 32), pad_val=0, seg_pad_val=255),
+        ]
+    )
 
 
 def test_pipeline_determinism_and_label_values():
@@ -253,10 +281,22 @@ def test_build_pipeline_errors():
 
 
 def test_multiscaleflipaug_single_scale_form():
-    p = build_pipeline([dict(type='MultiScaleFlipAug', img_scale=(2048, 512), flip=False, transforms=[
-        dict(type='AlignResize', keep_ratio=True, size_divisor=32), dict(type='RandomFlip'),
-        dict(type='Normalize', **NORM), dict(type='ImageToTensor', keys=['img']),
-        dict(type='Collect', keys=['img'])])])
+    p = build_pipeline(
+        [
+            dict(
+                type='MultiScaleFlipAug',
+                img_scale=(2048, 512),
+                flip=False,
+                transforms=[
+                    dict(type='AlignResize', keep_ratio=True, size_divisor=32),
+                    dict(type='RandomFlip'),
+                    dict(type='Normalize', **NORM),
+                    dict(type='ImageToTensor', keys=['img']),
+                    dict(type='Collect', keys=['img']),
+                ],
+            )
+        ]
+    )
     out = p(results_of(np.zeros((375, 500, 3), np.uint8)), rng())
     assert out['img'].shape == (512, 704, 3)
     with pytest.raises(ConfigError, match="ms-flip"):

@@ -1,16 +1,17 @@
 """Nothing the user did not ask for is deleted or overwritten: demo data, work dirs, outputs."""
+
 import json
 import os
 import shutil
 
 import cv2
+import infer as infer_tool
 import numpy as np
 import pytest
 from test_checkpoint import make
 from test_safety import demo_options
 from test_training import DEMO
 
-import infer as infer_tool
 from jsegnext.apis import init_model, load_config
 from jsegnext.datasets import CustomDataset, DataError
 from jsegnext.datasets.demo import ensure_demo_dataset
@@ -47,6 +48,7 @@ def test_demo_generator_refuses_a_foreign_folder_and_deletes_nothing(tmp_path):
     # the same through the tools' path: a --data-root override on the demo config
     cfg = load_config(DEMO, [f"data.train.data_root={str(user)!r}"])
     from jsegnext.datasets import build_dataset
+
     with pytest.raises(DataError, match="did not write"):
         build_dataset(cfg.data.train)
     assert snapshot(user) == before
@@ -126,8 +128,13 @@ def test_a_fresh_run_refuses_a_work_dir_holding_another_run(tmp_path, capsys):
     options = demo_options(tmp_path / "demo")
     assert train_tool.main([DEMO, "--work-dir", str(work_dir), "--no-progress", "--cfg-options", *options]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: work dir {work_dir} already holds checkpoints of another run (iter_700.pkl, "
-                          "latest.pkl)") and "--resume" in err and "--work-dir" in err
+    assert (
+        err.startswith(
+            f"error: work dir {work_dir} already holds checkpoints of another run (iter_700.pkl, latest.pkl)"
+        )
+        and "--resume" in err
+        and "--work-dir" in err
+    )
     assert snapshot(work_dir) == before and not (work_dir / "log.jsonl").exists()
     short = demo_options(tmp_path / "demo", **{"runner.max_iters": 2, "checkpoint_config.interval": 2})
     Trainer(load_config(DEMO, short), work_dir, progress=False, overwrite=True).train()  # allowed explicitly
@@ -192,8 +199,14 @@ def test_saved_predictions_keep_sub_folders_apart(tmp_path, tiny_weights):
         cv2.imwrite(str(tmp_path / "img" / city / "frame.png"), np.zeros((h, w, 3), np.uint8))
         cv2.imwrite(str(tmp_path / "ann" / city / "frame.png"), np.zeros((h, w), np.uint8))
     cfg = load_config(DEMO, options)
-    dataset = CustomDataset(img_dir=str(tmp_path / "img"), ann_dir=str(tmp_path / "ann"), img_suffix=".png",
-                            classes=[str(i) for i in range(5)], pipeline=cfg.test_pipeline, test_mode=True)
+    dataset = CustomDataset(
+        img_dir=str(tmp_path / "img"),
+        ann_dir=str(tmp_path / "ann"),
+        img_suffix=".png",
+        classes=[str(i) for i in range(5)],
+        pipeline=cfg.test_pipeline,
+        test_mode=True,
+    )
     model = init_model(DEMO, checkpoint, options=options)
     evaluate(model, dataset, save_preds=str(tmp_path / "preds"), progress=False)
     assert cv2.imread(str(tmp_path / "preds/aachen/frame.png"), cv2.IMREAD_UNCHANGED).shape == (20, 30)

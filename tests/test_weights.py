@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import convert_weights
 import numpy as np
 import pytest
 from conftest import ROOT, fixture_path, tiny_model_cfg
@@ -10,8 +11,6 @@ from jsegnext.apis import init_model
 from jsegnext.models import build_segmentor
 from jsegnext.runtime import jt
 from jsegnext.weights import CheckpointError, load_checkpoint, model_state, read_checkpoint
-
-import convert_weights
 
 T_CONFIG = str(ROOT / "configs" / "segnext_t_ade20k.py")
 CFG_OPTS = ["model.backbone.strip_conv=conv2d"]
@@ -24,8 +23,12 @@ def reference_state():
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "convert_weights.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "convert_weights.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def outputs_equal(model_a, model_b, size=(64, 64)):
@@ -52,7 +55,7 @@ def test_reference_checkpoint_converts_and_loads(tmp_path, reference_state):
 def _layouts(raw):
     state = {k: v for k, v in raw.items()}
     mmseg1x = {k.replace("mlp.dwconv.dwconv.", "mlp.dwconv."): v for k, v in state.items()}
-    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     backbone["head.weight"] = np.zeros((1000, 256), np.float32)
     backbone["head.bias"] = np.zeros(1000, np.float32)
     return {
@@ -100,8 +103,13 @@ def test_unseen_variant_and_class_count_round_trip(tmp_path):
     cfg = tiny_model_cfg(num_classes=19, embed_dims=[16, 16, 32, 64], depths=[1, 2, 1, 1])
     source = build_segmentor(cfg)
     state = {k: v.numpy() for k, v in model_state(source).items()}
-    state.update({k.rsplit(".", 1)[0] + ".num_batches_tracked": np.array(5, np.int64)
-                  for k in state if k.endswith("running_mean")})
+    state.update(
+        {
+            k.rsplit(".", 1)[0] + ".num_batches_tracked": np.array(5, np.int64)
+            for k in state
+            if k.endswith("running_mean")
+        }
+    )
     src = tmp_path / "other.pth"
     save_torch_checkpoint({"meta": {}, "state_dict": state}, src)
     dst = tmp_path / "other.pkl"
@@ -112,8 +120,9 @@ def test_unseen_variant_and_class_count_round_trip(tmp_path):
 
 
 def test_wrong_variant_is_one_clear_error(tmp_path):
-    result = run_tool(fixture_path("segnext_t_ade.pth"), tmp_path / "x.pkl",
-                      "--config", ROOT / "configs" / "segnext_s_ade20k.py")
+    result = run_tool(
+        fixture_path("segnext_t_ade.pth"), tmp_path / "x.pkl", "--config", ROOT / "configs" / "segnext_s_ade20k.py"
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and "shape mismatch" in result.stderr
@@ -122,8 +131,9 @@ def test_wrong_variant_is_one_clear_error(tmp_path):
 
 
 def test_class_count_mismatch_reported_by_name(tmp_path):
-    result = run_tool(fixture_path("segnext_t_ade.pth"), tmp_path / "x.pkl",
-                      "--config", ROOT / "configs" / "segnext_t_cityscapes.py")
+    result = run_tool(
+        fixture_path("segnext_t_ade.pth"), tmp_path / "x.pkl", "--config", ROOT / "configs" / "segnext_t_cityscapes.py"
+    )
     assert result.returncode == 1
     assert "decode_head.conv_seg.weight (150, 256, 1, 1) vs model (19, 256, 1, 1)" in result.stderr
 

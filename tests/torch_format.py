@@ -6,6 +6,7 @@ the zip format (``torch.save`` since 1.6: a zip with ``<name>/data.pkl`` whose t
 (``_use_new_zipfile_serialization=False``: magic number, protocol, system info, the pickle, the
 storage keys, then each storage as an int64 element count and its bytes).
 """
+
 import collections
 import contextlib
 import io
@@ -17,9 +18,13 @@ import zipfile
 
 import numpy as np
 
-_STORAGE_NAMES = {np.dtype(np.float32): "FloatStorage", np.dtype(np.float64): "DoubleStorage",
-                  np.dtype(np.int64): "LongStorage", np.dtype(np.int32): "IntStorage",
-                  np.dtype(np.float16): "HalfStorage"}
+_STORAGE_NAMES = {
+    np.dtype(np.float32): "FloatStorage",
+    np.dtype(np.float64): "DoubleStorage",
+    np.dtype(np.int64): "LongStorage",
+    np.dtype(np.int32): "IntStorage",
+    np.dtype(np.float16): "HalfStorage",
+}
 
 
 @contextlib.contextmanager
@@ -70,8 +75,10 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, _Tensor):
             shape = obj.array.shape
             stride = tuple(int(s // obj.array.itemsize) for s in obj.array.strides)
-            return (self.torch._utils._rebuild_tensor_v2,
-                    (_Storage(obj), 0, shape, stride, False, collections.OrderedDict()))
+            return (
+                self.torch._utils._rebuild_tensor_v2,
+                (_Storage(obj), 0, shape, stride, False, collections.OrderedDict()),
+            )
         return NotImplemented
 
 
@@ -111,7 +118,7 @@ def save_torch_checkpoint(obj, path, archive_name="archive"):
         archive.writestr(f"{archive_name}/version", "3\n")
 
 
-LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 def save_torch_legacy_checkpoint(obj, path):

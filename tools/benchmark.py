@@ -32,6 +32,7 @@ matrix-product and convolution kernels (MKL / oneDNN) take float32 only — unde
 float16 falls back to generic kernels that take minutes to compile and are not a meaningful
 speed measurement.
 """
+
 import argparse
 import datetime
 import json
@@ -61,21 +62,33 @@ FP16_CPU_MESSAGE = (
     "(MKL / oneDNN) take float32 only. With jt.flags.auto_mixed_precision_level the MKL matmul "
     "fails ('support float32 only now'); casting the model to float16 falls back to generic "
     "kernels that compile for minutes and measure nothing useful. Run the fp16 benchmark on a "
-    "CUDA GPU (JSEGNEXT_DEVICE=cuda).")
+    "CUDA GPU (JSEGNEXT_DEVICE=cuda)."
+)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Benchmark a SegNeXt config: params, GFLOPs, latency, "
-                                                 "throughput, peak memory")
+    parser = argparse.ArgumentParser(
+        description="Benchmark a SegNeXt config: params, GFLOPs, latency, throughput, peak memory"
+    )
     parser.add_argument("config")
-    parser.add_argument("--shape", type=int, nargs="+", default=[512, 512], metavar="H W",
-                        help="input height and width (one value: square); default 512 512")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs="+",
+        default=[512, 512],
+        metavar="H W",
+        help="input height and width (one value: square); default 512 512",
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--fp16", action="store_true", help="float16 (CUDA only)")
-    parser.add_argument("--train", action="store_true",
-                        help="time a training step (forward + loss + backward + optimizer) instead of eval")
-    parser.add_argument("--no-fuse", action="store_true",
-                        help="eval: time the model as built instead of its fused inference copy")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="time a training step (forward + loss + backward + optimizer) instead of eval",
+    )
+    parser.add_argument(
+        "--no-fuse", action="store_true", help="eval: time the model as built instead of its fused inference copy"
+    )
     parser.add_argument("--iters", type=int, default=20, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first (kernel compilation)")
     parser.add_argument("--seed", type=int, default=0)
@@ -106,8 +119,12 @@ def _cpu_model():
 
 def _gpu_names():
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
     except (OSError, subprocess.SubprocessError):
         return []
@@ -182,9 +199,15 @@ def jittor_peak_bytes(step):
 # --------------------------------------------------------------------------------- benchmark
 def percentiles(times_s):
     ms = np.asarray(times_s, dtype=np.float64) * 1e3
-    return {"mean": float(ms.mean()), "std": float(ms.std()), "min": float(ms.min()),
-            "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-            "p99": float(np.percentile(ms, 99)), "max": float(ms.max())}
+    return {
+        "mean": float(ms.mean()),
+        "std": float(ms.std()),
+        "min": float(ms.min()),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+    }
 
 
 def make_step(model, cfg, args):
@@ -201,6 +224,7 @@ def make_step(model, cfg, args):
         def step():
             with jt.no_grad():
                 return net.encode_decode(img)
+
         return step, None
 
     from jsegnext.engine.optim import build_optimizer
@@ -215,6 +239,7 @@ def make_step(model, cfg, args):
         optimizer.step(loss)
         state["loss"] = loss
         return loss
+
     return step, state
 
 
@@ -234,8 +259,13 @@ def run(args):
     step, state = make_step(model, cfg, args)
 
     total = args.warmup + args.iters
-    bar = tqdm(total=total, desc="warm-up" if args.warmup else "timed", disable=args.no_progress,
-               dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(
+        total=total,
+        desc="warm-up" if args.warmup else "timed",
+        disable=args.no_progress,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
     times, warm_times = [], []
     rss_before = _proc_status_bytes("VmRSS")
     load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -271,7 +301,8 @@ def run(args):
 
     latency = percentiles(times)
     result = {
-        "command": "python " + shlex.join(sys.argv) if sys.argv and sys.argv[0].endswith("benchmark.py")
+        "command": "python " + shlex.join(sys.argv)
+        if sys.argv and sys.argv[0].endswith("benchmark.py")
         else "python tools/benchmark.py " + shlex.join(args.argv),
         "argv": list(args.argv),
         "config": args.config,
@@ -290,9 +321,14 @@ def run(args):
         "gflops": flops.gflops,
         "gflops_batch": flops.gflops * args.batch,
         "flops_convention": flops.convention,
-        "flops_note": ("forward only, per image" + (f", NMF train_steps={flops.nmf_steps}; a training step "
-                                                     "(with backward) costs about 3x this" if args.train else
-                                                     f", NMF eval_steps={flops.nmf_steps}")),
+        "flops_note": (
+            "forward only, per image"
+            + (
+                f", NMF train_steps={flops.nmf_steps}; a training step (with backward) costs about 3x this"
+                if args.train
+                else f", NMF eval_steps={flops.nmf_steps}"
+            )
+        ),
         "flops_by_part_g": {k: v / 1e9 for k, v in flops.by_part().items()},
         "latency_ms": latency,
         "fps": args.batch * 1e3 / latency["mean"],
@@ -317,7 +353,7 @@ def run(args):
 
 
 def _mb(value):
-    return "n/a" if value is None else f"{value / 2 ** 20:,.1f} MiB"
+    return "n/a" if value is None else f"{value / 2**20:,.1f} MiB"
 
 
 def format_table(r):
@@ -326,18 +362,32 @@ def format_table(r):
     where = m["gpu"] if m.get("gpu") else f"{m['cpu_model']} ({m['cpu_usable_cores']} cores)"
     rows = [
         ("config", r["config"] + (f"  [{' '.join(r['cfg_options'])}]" if r["cfg_options"] else "")),
-        ("mode", f"{r['mode']}{' (fused inference path)' if r.get('fused') else ''}, batch {r['batch']}, "
-                 f"{r['shape'][0]}x{r['shape'][1]}, {r['dtype']}"),
-        ("device", f"{r['device']}: {where}; jittor {r['jittor_version']}"
-                   + (f"; load avg {m['loadavg_1_5_15'][0]:.2f}" if m.get("loadavg_1_5_15") else "")),
+        (
+            "mode",
+            f"{r['mode']}{' (fused inference path)' if r.get('fused') else ''}, batch {r['batch']}, "
+            f"{r['shape'][0]}x{r['shape'][1]}, {r['dtype']}",
+        ),
+        (
+            "device",
+            f"{r['device']}: {where}; jittor {r['jittor_version']}"
+            + (f"; load avg {m['loadavg_1_5_15'][0]:.2f}" if m.get("loadavg_1_5_15") else ""),
+        ),
         ("parameters", f"{r['params_m']:.2f} M"),
         ("GFLOPs / image", f"{r['gflops']:.{2 if r['gflops'] >= 1 else 4}f} ({r['flops_note']})"),
-        ("latency (ms)", f"mean {lat['mean']:.1f} ± {lat['std']:.1f}, p50 {lat['p50']:.1f}, "
-                         f"p90 {lat['p90']:.1f}, p99 {lat['p99']:.1f} (min {lat['min']:.1f}, max {lat['max']:.1f})"),
-        ("throughput", f"{r['fps']:.2f} images/s ({r['iters_per_s']:.2f} iterations/s), "
-                       f"{r['iters']} timed after {r['warmup']} warm-up"),
-        ("peak RSS", _mb(r["memory"]["peak_rss_bytes"]) + ("" if r["memory"]["reset_peak_rss"]
-                                                            else " (since process start)")),
+        (
+            "latency (ms)",
+            f"mean {lat['mean']:.1f} ± {lat['std']:.1f}, p50 {lat['p50']:.1f}, "
+            f"p90 {lat['p90']:.1f}, p99 {lat['p99']:.1f} (min {lat['min']:.1f}, max {lat['max']:.1f})",
+        ),
+        (
+            "throughput",
+            f"{r['fps']:.2f} images/s ({r['iters_per_s']:.2f} iterations/s), "
+            f"{r['iters']} timed after {r['warmup']} warm-up",
+        ),
+        (
+            "peak RSS",
+            _mb(r["memory"]["peak_rss_bytes"]) + ("" if r["memory"]["reset_peak_rss"] else " (since process start)"),
+        ),
         ("Jittor peak (Vars)", _mb(r["memory"].get("jittor_peak_bytes"))),
     ]
     if "cuda_used_bytes" in r["memory"]:

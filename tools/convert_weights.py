@@ -14,6 +14,7 @@ The output (named ``.pkl`` by habit) is a safetensors file with JSON metadata
 is read by the same restricted reader as every checkpoint: a file that refers to anything but
 tensors and plain data is refused, and nothing in it runs.
 """
+
 import argparse
 import os
 import sys
@@ -24,8 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jsegnext.cli import one_line_errors  # noqa: E402
 from jsegnext.models import MSCAN, build_segmentor  # noqa: E402
 from jsegnext.runtime import jt  # noqa: E402
-from jsegnext.weights import (infer_model_cfg, is_backbone_only, load_state, normalise_keys,  # noqa: E402
-                              read_checkpoint, save_weights)
+from jsegnext.weights import (
+    infer_model_cfg,
+    is_backbone_only,
+    load_state,
+    normalise_keys,  # noqa: E402
+    read_checkpoint,
+    save_weights,
+)
 
 
 def parse_args(argv=None):
@@ -33,10 +40,14 @@ def parse_args(argv=None):
     parser.add_argument("src", help="reference checkpoint (.pth) or jsegnext .pkl")
     parser.add_argument("dst", help="output weight file (e.g. out.pkl; safetensors inside)")
     parser.add_argument("--config", help="check the weights against this config's model")
-    parser.add_argument("--backbone-only", action="store_true",
-                        help="treat SRC as an ImageNet-pretrained MSCAN (detected automatically)")
-    parser.add_argument("--allow-partial", action="store_true",
-                        help="write the tensors that fit even if some are missing or unexpected")
+    parser.add_argument(
+        "--backbone-only",
+        action="store_true",
+        help="treat SRC as an ImageNet-pretrained MSCAN (detected automatically)",
+    )
+    parser.add_argument(
+        "--allow-partial", action="store_true", help="write the tensors that fit even if some are missing or unexpected"
+    )
     return parser.parse_args(argv)
 
 
@@ -68,8 +79,15 @@ def convert(src, dst, config=None, backbone_only=False, allow_partial=False):
     report = load_state(model, state, allow_partial=allow_partial, scope=scope, dropped=dropped, source=src)
     kept = {k: state[k] for k in report.loaded}
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    save_weights(dst, kept, meta={"source": str(src), "backbone_only": backbone_only,
-                                  "reference_meta": {k: str(v) for k, v in meta.items()}})
+    save_weights(
+        dst,
+        kept,
+        meta={
+            "source": str(src),
+            "backbone_only": backbone_only,
+            "reference_meta": {k: str(v) for k, v in meta.items()},
+        },
+    )
     return report
 
 

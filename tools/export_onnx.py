@@ -11,6 +11,7 @@ random input of ``--shape`` and compared with jsegnext given the same NMF bases.
 
 Checkpoints may be jsegnext ``.pkl`` or reference ``.pth`` files. Needs ``pip install -e ".[deploy]"``.
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -34,8 +35,13 @@ def parse_args(argv=None):
     parser.add_argument("config")
     parser.add_argument("checkpoint", help="jsegnext .pkl or reference .pth")
     parser.add_argument("output", help="the .onnx file to write")
-    parser.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"),
-                        help="input height and width (default: slide crop_size, else 512 512)")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="input height and width (default: slide crop_size, else 512 512)",
+    )
     parser.add_argument("--dynamic", action="store_true", help="free batch, height and width")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--nmf-seed", type=int, help="seed of the fixed NMF bases (default: ham_kwargs.seed, else 0)")
@@ -69,13 +75,14 @@ def main(argv=None):
     model = init_model(args.config, args.checkpoint, options=args.cfg_options, fuse=False)
     shape = tuple(args.shape) if args.shape else default_shape(model)
     seed = nmf_seed_of(model, args.nmf_seed)
-    proto = export_onnx(model, args.output, input_shape=shape, dynamic=args.dynamic, opset=args.opset,
-                        nmf_seed=seed)
+    proto = export_onnx(model, args.output, input_shape=shape, dynamic=args.dynamic, opset=args.opset, nmf_seed=seed)
     size_mb = Path(args.output).stat().st_size / 1e6
     dims = "batch x 3 x H x W (dynamic)" if args.dynamic else f"1 x 3 x {shape[0]} x {shape[1]}"
-    print(f"wrote {args.output} ({size_mb:.1f} MB, opset {args.opset}, {len(proto.graph.node)} nodes): "
-          f"image {dims} -> logits with {model.num_classes} classes; NMF bases fixed (seed {seed}); "
-          "onnx.checker passed")
+    print(
+        f"wrote {args.output} ({size_mb:.1f} MB, opset {args.opset}, {len(proto.graph.node)} nodes): "
+        f"image {dims} -> logits with {model.num_classes} classes; NMF bases fixed (seed {seed}); "
+        "onnx.checker passed"
+    )
     if args.no_verify:
         return 0
     try:
@@ -85,8 +92,9 @@ def main(argv=None):
         return 0
     error = verify(model, args.output, shape, seed)
     verdict = "ok" if error <= VERIFY_TOLERANCE else f"FAILED (tolerance {VERIFY_TOLERANCE:g})"
-    print(f"onnxruntime vs jsegnext at {shape[0]}x{shape[1]}: max difference {error:.2e} of the largest logit: "
-          f"{verdict}")
+    print(
+        f"onnxruntime vs jsegnext at {shape[0]}x{shape[1]}: max difference {error:.2e} of the largest logit: {verdict}"
+    )
     return 0 if error <= VERIFY_TOLERANCE else 1
 
 

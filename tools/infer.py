@@ -13,6 +13,7 @@ are kept apart, never overwritten: their names keep the folder they came from an
 not enough, their extension (``dirA/scene.png``, ``dirA/scene.jpg``, ``dirB/scene.png`` ->
 ``dirA/scene_png``, ``dirA/scene_jpg``, ``dirB/scene``).
 """
+
 import argparse
 import json
 import sys
@@ -39,15 +40,26 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Segment images and videos with SegNeXt (jsegnext)")
     parser.add_argument("config")
     parser.add_argument("checkpoint", help="jsegnext .pkl, reference .pth, or with --backend onnxruntime an .onnx")
-    parser.add_argument("inputs", nargs="+", help="image files, folders of images, video files (outputs are "
-                                                  "named after them; inputs sharing a name are kept apart)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files, folders of images, video files (outputs are "
+        "named after them; inputs sharing a name are kept apart)",
+    )
     parser.add_argument("--out", default="infer_out")
     parser.add_argument("--opacity", type=float, default=0.5)
     parser.add_argument("--ms-flip", action="store_true")
-    parser.add_argument("--backend", choices=BACKENDS, default="jittor",
-                        help="run the Jittor model (default) or an exported ONNX file with onnxruntime")
-    parser.add_argument("--no-fuse", action="store_true",
-                        help="run the model as trained instead of the fused inference path (same outputs, slower)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="jittor",
+        help="run the Jittor model (default) or an exported ONNX file with onnxruntime",
+    )
+    parser.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="run the model as trained instead of the fused inference path (same outputs, slower)",
+    )
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     return parser.parse_args(argv)
 
@@ -60,16 +72,20 @@ def collect_inputs(paths):
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            items = [("image", p, p.relative_to(path)) for p in sorted(path.rglob("*"))
-                     if p.suffix.lower() in IMAGE_SUFFIXES]
+            items = [
+                ("image", p, p.relative_to(path)) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES
+            ]
         elif path.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES and path.is_file():
             kind = "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
             items = [(kind, path, Path(path.name))]
         elif not path.exists():
             raise DataError(f"{path}: no such file or folder", str(path))
         else:
-            raise DataError(f"{path}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or video "
-                            f"({', '.join(sorted(VIDEO_SUFFIXES))})", str(path))
+            raise DataError(
+                f"{path}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or video "
+                f"({', '.join(sorted(VIDEO_SUFFIXES))})",
+                str(path),
+            )
         for kind, file, relative in items:
             if file.resolve() not in seen:
                 seen.add(file.resolve())
@@ -80,6 +96,7 @@ def collect_inputs(paths):
 def output_names(found):
     """Unique output names for (kind, path, relative path) inputs: the relative path without its
     extension; where that collides, the path as given, and if still needed its extension too."""
+
     def stems(items, with_folder, with_suffix):
         out = []
         for _, path, relative in items:
@@ -127,8 +144,7 @@ def segment_image(model, path, name, out, palette, args):
         if not cv2.imwrite(str(target), array):
             raise OSError(f"could not write {target}")
         written[sub] = str(target)
-    return {"input": str(path), "labels": written["labels"], "overlay": written["overlays"],
-            "shape": list(label.shape)}
+    return {"input": str(path), "labels": written["labels"], "overlay": written["overlays"], "shape": list(label.shape)}
 
 
 def segment_video(model, path, name, out, palette, args):
@@ -163,8 +179,7 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     inputs = collect_inputs(args.inputs)
-    model = init_backend(args.backend, args.config, args.checkpoint, options=args.cfg_options,
-                         fuse=not args.no_fuse)
+    model = init_backend(args.backend, args.config, args.checkpoint, options=args.cfg_options, fuse=not args.no_fuse)
     palette = palette_of(model)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0

@@ -1,8 +1,11 @@
-"""Draw training curves from ``log.jsonl`` files: ``python tools/plot_log.py work_dirs/RUN/log.jsonl [...] --out curves.png``.
+"""Draw training curves from ``log.jsonl`` files.
+
+    python tools/plot_log.py work_dirs/RUN/log.jsonl [...] --out curves.png
 
 One panel each for the training loss, the learning rate and the validation mIoU (and aAcc / mAcc),
 against the iteration; several logs are drawn over each other, labelled by their folder name.
 """
+
 import argparse
 import json
 import sys

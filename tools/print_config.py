@@ -4,6 +4,7 @@ Its ``_base_`` files are merged in and the overrides applied. The output is conf
 (one ``name = value`` line per top-level key, values as Python literals), so it can be saved and
 used as a self-contained config.
 """
+
 import argparse
 import pprint
 import sys

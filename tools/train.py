@@ -3,6 +3,7 @@
 Multi-process (CPU or GPU) with Jittor's MPI engine: ``mpirun -np 4 python tools/train.py CONFIG``;
 the config's ``data.batch_size`` is the total over all processes.
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -18,11 +19,19 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train SegNeXt (jsegnext)")
     parser.add_argument("config")
     parser.add_argument("--work-dir", help="default: work_dirs/<config name>")
-    parser.add_argument("--resume", nargs="?", const="latest", default=None,
-                        help="continue from CKPT, or from the work dir's latest checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start a new run even if the work dir holds another run's checkpoints "
-                             "(files of the same names are replaced; the others are kept)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        help="continue from CKPT, or from the work dir's latest checkpoint",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run even if the work dir holds another run's checkpoints "
+        "(files of the same names are replaced; the others are kept)",
+    )
     parser.add_argument("--load-from", help="initialise from a full segmentor checkpoint (fine-tuning)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -35,8 +44,9 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     work_dir = args.work_dir or str(Path("work_dirs") / Path(args.config).stem)
-    trainer = Trainer(cfg, work_dir, seed=args.seed, load_from=args.load_from, progress=not args.no_progress,
-                      overwrite=args.overwrite)
+    trainer = Trainer(
+        cfg, work_dir, seed=args.seed, load_from=args.load_from, progress=not args.no_progress, overwrite=args.overwrite
+    )
     if args.resume:
         trainer.resume(None if args.resume == "latest" else args.resume)
     final = trainer.train()

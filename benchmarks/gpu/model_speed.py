@@ -16,6 +16,7 @@ timed; the first one's duration is reported as ``first_call_s``.
     python benchmarks/gpu/model_speed.py --out rows.jsonl --impls conv2d kernel
     python benchmarks/gpu/model_speed.py --out rows.jsonl --smoke        # tiny model, 64×64, seconds
 """
+
 import argparse
 import json
 import sys
@@ -27,8 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tools")]
 
-import jsegnext  # noqa: E402,F401  (Jittor's environment before Jittor, and before torch)
 from benchmark import percentiles  # noqa: E402  (tools/benchmark.py)
+
+import jsegnext  # noqa: E402,F401  (Jittor's environment before Jittor, and before torch)
 from jsegnext.apis import load_config  # noqa: E402
 from jsegnext.engine.optim import build_optimizer  # noqa: E402
 from jsegnext.models import build_segmentor  # noqa: E402
@@ -41,9 +43,14 @@ except ImportError:  # CI: no PyTorch; the jsegnext columns still run
 
 NUM_CLASSES = 150
 EVAL_SHAPES = [(512, 512, 1), (512, 512, 16), (768, 1536, 1), (1024, 2048, 1)]
-PLAN = ([("t", "eval", s) for s in EVAL_SHAPES] + [("t", "train", (512, 512, 16))]
-        + [("b", "eval", s) for s in EVAL_SHAPES] + [("b", "train", (512, 512, 16))]
-        + [("s", "eval", s) for s in EVAL_SHAPES] + [("l", "eval", s) for s in EVAL_SHAPES])
+PLAN = (
+    [("t", "eval", s) for s in EVAL_SHAPES]
+    + [("t", "train", (512, 512, 16))]
+    + [("b", "eval", s) for s in EVAL_SHAPES]
+    + [("b", "train", (512, 512, 16))]
+    + [("s", "eval", s) for s in EVAL_SHAPES]
+    + [("l", "eval", s) for s in EVAL_SHAPES]
+)
 SMOKE_PLAN = [("t", "eval", (64, 64, 1)), ("t", "train", (64, 64, 2))]
 #: The smoke run's model: SegNeXt-T shrunk (as in tests/test_benchmark.py).
 TINY = dict(embed_dims=(8, 16, 32, 32), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2), channels=32, rank=4)
@@ -53,12 +60,16 @@ CHECK_TOL = 1e-3  # max relative error of the eval logits, jsegnext vs PyTorch (
 def jsegnext_model(variant, impl, tiny):
     opts = [f"model.backbone.strip_conv='{impl}'", f"model.decode_head.num_classes={NUM_CLASSES}"]
     if tiny:
-        opts += [f"model.backbone.embed_dims={list(TINY['embed_dims'])}",
-                 f"model.backbone.depths={list(TINY['depths'])}",
-                 f"model.backbone.mlp_ratios={list(TINY['mlp_ratios'])}",
-                 f"model.decode_head.in_channels={list(TINY['embed_dims'][1:])}",
-                 f"model.decode_head.channels={TINY['channels']}", f"model.decode_head.ham_channels={TINY['channels']}",
-                 "model.decode_head.norm_groups=8", f"model.decode_head.ham_kwargs.MD_R={TINY['rank']}"]
+        opts += [
+            f"model.backbone.embed_dims={list(TINY['embed_dims'])}",
+            f"model.backbone.depths={list(TINY['depths'])}",
+            f"model.backbone.mlp_ratios={list(TINY['mlp_ratios'])}",
+            f"model.decode_head.in_channels={list(TINY['embed_dims'][1:])}",
+            f"model.decode_head.channels={TINY['channels']}",
+            f"model.decode_head.ham_channels={TINY['channels']}",
+            "model.decode_head.norm_groups=8",
+            f"model.decode_head.ham_kwargs.MD_R={TINY['rank']}",
+        ]
     cfg = load_config(str(ROOT / "configs" / f"segnext_{variant}_ade20k.py"), opts)
     return build_segmentor(cfg.model), cfg
 
@@ -80,8 +91,9 @@ def fix_bases(models, channels, rank):
         if torch is not None and isinstance(m, torch.nn.Module):
             m.set_nmf_bases(bases)
         else:
-            m.decode_head.hamburger.ham._build_bases = (
-                lambda B, S, D, R, b=bases: jt.array(np.repeat(b, B * S // b.shape[0], axis=0)))
+            m.decode_head.hamburger.ham._build_bases = lambda B, S, D, R, b=bases: jt.array(
+                np.repeat(b, B * S // b.shape[0], axis=0)
+            )
 
 
 # ------------------------------------------------------------------------------------------ timing
@@ -134,6 +146,7 @@ def jittor_step(model, cfg, kind, img, label):
         def step():
             with jt.no_grad():
                 return model.encode_decode(x)
+
         return step
     model.train()
     y = jt.array(label.astype(np.int32))
@@ -143,6 +156,7 @@ def jittor_step(model, cfg, kind, img, label):
         loss = model.loss(x, y)
         optimizer.step(loss)
         return loss
+
     return step
 
 
@@ -156,6 +170,7 @@ def torch_step(model, kind, img, label, device, channels_last):
         def step():
             with torch.no_grad():
                 return model.forward_full(x)
+
         return step
     model.train()
     y = torch.from_numpy(label).long().to(device)
@@ -167,6 +182,7 @@ def torch_step(model, kind, img, label, device, channels_last):
         loss.backward()
         optimizer.step()
         return loss
+
     return step
 
 
@@ -203,6 +219,7 @@ def run_variant(variant, rows, args, emit):
     tdevice = "cuda" if cuda else "cpu"
     if torch is not None:
         from check_torch_segnext import torch_state_numpy
+
         from jsegnext.weights import load_state
 
         tm = torch_model(variant, tiny, tdevice)
@@ -218,8 +235,16 @@ def run_variant(variant, rows, args, emit):
         img = rng.standard_normal((n, 3, h, w)).astype(np.float32)
         label = rng.integers(0, NUM_CLASSES, (n, h, w)).astype(np.uint8)
         warmup, iters = (1, 2) if tiny else ((3, 10) if kind == "eval" else (2, 5))
-        row = dict(variant=variant, kind=kind, shape=[h, w], batch=n, device=device_name(), check_rel_err=errors,
-                   check_tol=CHECK_TOL, columns={})
+        row = dict(
+            variant=variant,
+            kind=kind,
+            shape=[h, w],
+            batch=n,
+            device=device_name(),
+            check_rel_err=errors,
+            check_tol=CHECK_TOL,
+            columns={},
+        )
         for impl, m in models.items():
             name = f"jsegnext[{impl}]"
             if errors and errors[impl] > CHECK_TOL:
@@ -237,8 +262,9 @@ def run_variant(variant, rows, args, emit):
             for cl in (False, True):
                 name = "pytorch_channels_last" if cl else "pytorch"
                 try:
-                    row["columns"][name] = time_torch(torch_step(tm, kind, img, label, tdevice, cl), warmup, iters,
-                                                      cuda)
+                    row["columns"][name] = time_torch(
+                        torch_step(tm, kind, img, label, tdevice, cl), warmup, iters, cuda
+                    )
                 except Exception as exc:  # noqa: BLE001
                     row["columns"][name] = dict(error=f"{type(exc).__name__}: {str(exc)[:300]}")
                 if cuda:
@@ -247,7 +273,8 @@ def run_variant(variant, rows, args, emit):
         for col in row["columns"].values():
             if "mean" in col:
                 col["images_per_s" if kind == "eval" else "iters_per_s"] = round(
-                    (n if kind == "eval" else 1) * 1e3 / col["mean"], 2)
+                    (n if kind == "eval" else 1) * 1e3 / col["mean"], 2
+                )
         emit(row)
 
 
@@ -264,8 +291,10 @@ def main(argv=None):
     def emit(row):
         out.write(json.dumps(row) + "\n")
         cols = ", ".join(f"{k} {v['mean']:.1f} ms" if "mean" in v else f"{k} -" for k, v in row["columns"].items())
-        print(f"{row['variant'].upper()} {row['kind']} {row['shape'][0]}x{row['shape'][1]} b{row['batch']}: {cols}",
-              flush=True)
+        print(
+            f"{row['variant'].upper()} {row['kind']} {row['shape'][0]}x{row['shape'][1]} b{row['batch']}: {cols}",
+            flush=True,
+        )
 
     order = []
     for variant, kind, shape in plan:  # group consecutive rows of one variant: one set of models each

@@ -10,6 +10,7 @@ reads low before the max error does).
 
     python benchmarks/gpu/precision.py --out precision.jsonl [--smoke]
 """
+
 import argparse
 import json
 import sys
@@ -28,8 +29,10 @@ ROWS = [("t", 512, 512, 1), ("t", 1024, 2048, 1), ("b", 1024, 2048, 1)]
 
 
 def _errors(out, ref):
-    return dict(max_rel_err=float(np.abs(out - ref).max() / np.abs(ref).max()),
-                argmax_agree=float((out.argmax(1) == ref.argmax(1)).mean()))
+    return dict(
+        max_rel_err=float(np.abs(out - ref).max() / np.abs(ref).max()),
+        argmax_agree=float((out.argmax(1) == ref.argmax(1)).mean()),
+    )
 
 
 def jittor_modes(variant, h, w, n, impl, emit):
@@ -42,8 +45,15 @@ def jittor_modes(variant, h, w, n, impl, emit):
         ref = ref_model.encode_decode(jt.array(img)).numpy()
     state = {k: v.numpy() for k, v in ref_model.state_dict().items()}
     for mode in ("tf32", "float16", "bfloat16"):
-        row = dict(framework="jsegnext", impl=impl, variant=variant, shape=[h, w], batch=n, mode=mode,
-                   tolerance=TOLERANCE[mode])
+        row = dict(
+            framework="jsegnext",
+            impl=impl,
+            variant=variant,
+            shape=[h, w],
+            batch=n,
+            mode=mode,
+            tolerance=TOLERANCE[mode],
+        )
         flags = dict(use_tensorcore=1) if mode == "tf32" else dict(auto_mixed_precision_level=5)
         try:
             with jt.flag_scope(**flags):
@@ -59,9 +69,11 @@ def jittor_modes(variant, h, w, n, impl, emit):
                 row.update(_errors(out, ref))
                 row["status"] = "within" if row["max_rel_err"] <= TOLERANCE[mode] else "outside"
                 if row["status"] == "within":
+
                     def step(m=model, x=x):
                         with jt.no_grad():
                             return m.encode_decode(x)
+
                     row["timing"] = time_jittor(step, 3, 10)
                     row["images_per_s"] = round(n * 1e3 / row["timing"]["mean"], 2)
         except Exception as exc:  # noqa: BLE001 - an unsupported mode is a result, not a crash
@@ -81,9 +93,10 @@ def torch_modes(variant, h, w, n, emit):
     for mode, dtype in (("float16", torch.float16), ("bfloat16", torch.bfloat16)):
         row = dict(framework="pytorch_autocast", variant=variant, shape=[h, w], batch=n, mode=mode)
 
-        def step(dtype=dtype):
+        def step(dtype=dtype, model=model):
             with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
                 return model.forward_full(x)
+
         try:
             row.update(_errors(step().float().cpu().numpy(), ref))
             row["timing"] = time_torch(step, 3, 10, cuda=True)
@@ -99,8 +112,9 @@ def torch_modes(variant, h, w, n, emit):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--impl", default="kernel",
-                   help="jsegnext strip_conv implementation (the CUDA kernel takes float16)")
+    p.add_argument(
+        "--impl", default="kernel", help="jsegnext strip_conv implementation (the CUDA kernel takes float16)"
+    )
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     out = open(args.out, "a", buffering=1)
@@ -110,8 +124,12 @@ def main(argv=None):
         print(json.dumps({k: v for k, v in row.items() if k != "timing"}), flush=True)
 
     if device_name() != "cuda":
-        emit(dict(status="skipped", reason="float16/bfloat16/TF32 need CUDA: Jittor's CPU matrix and convolution "
-                                           "kernels take float32 only"))
+        emit(
+            dict(
+                status="skipped",
+                reason="float16/bfloat16/TF32 need CUDA: Jittor's CPU matrix and convolution kernels take float32 only",
+            )
+        )
         return 0
     for variant, h, w, n in ROWS:
         jittor_modes(variant, h, w, n, args.impl, emit)

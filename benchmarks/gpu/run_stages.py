@@ -9,6 +9,7 @@ everything printed to ``OUT_DIR/run.log``.
 This process never imports Jittor or PyTorch (a stage that crashes or hangs cannot take it down).
 Exit status: 0 when every check that ran passed, 1 otherwise (the results are written either way).
 """
+
 import argparse
 import concurrent.futures
 import importlib.util
@@ -42,12 +43,17 @@ TRAIN_PARITY_K = "tiny and (train or grad)"
 #: The parity and operator tests select the strip/depthwise implementations themselves (they are
 #: parametrised over every ``impl``: 'auto', 'conv2d', 'kernel', 'fused', 'meta').
 TEST_GROUPS = [
-    ("parity_every_strip_impl", ["tests/test_models.py", "-k", "parity_with_reference or nmf_reproduces"],
-     ["tests/test_models.py::test_nmf_reproduces_reference_decomposition[kernel]"]),
-    ("strip_conv_ops", ["tests/test_strip_conv.py"],
-     ["tests/test_strip_conv.py::test_matches_conv2d[7-h-kernel]"]),
-    ("depthwise_ops", ["tests/test_depthwise_conv.py"],
-     ["tests/test_depthwise_conv.py::test_matches_conv2d[5-kernel]"]),
+    (
+        "parity_every_strip_impl",
+        ["tests/test_models.py", "-k", "parity_with_reference or nmf_reproduces"],
+        ["tests/test_models.py::test_nmf_reproduces_reference_decomposition[kernel]"],
+    ),
+    ("strip_conv_ops", ["tests/test_strip_conv.py"], ["tests/test_strip_conv.py::test_matches_conv2d[7-h-kernel]"]),
+    (
+        "depthwise_ops",
+        ["tests/test_depthwise_conv.py"],
+        ["tests/test_depthwise_conv.py::test_matches_conv2d[5-kernel]"],
+    ),
     ("tiny_training_parity", ["tests", "-k", TRAIN_PARITY_K], ["tests", "-k", TRAIN_PARITY_K]),
 ]
 #: Test groups that need the SegNeXt-T/ADE reference fixture (24 MB, carried in .whl/fixtures).
@@ -63,21 +69,47 @@ SMOKE_MODEL_IMPLS = ["kernel"]
 #: The demo training run: 20 steps of configs/segnext_t_demo.py (warm-up shortened so the loss
 #: moves within 20 steps; fewer generated images).
 DEMO_CONFIG = "configs/segnext_t_demo.py"
-DEMO_OPTIONS = {"runner.max_iters": 20, "log_config.interval": 1, "lr_config.warmup_iters": 5,
-                "evaluation.interval": 10 ** 6, "checkpoint_config.interval": 10 ** 6,
-                "data.num_workers": 2, "data.train.num_train": 160, "data.val.num_train": 160,
-                "data.train.num_val": 8, "data.val.num_val": 8}
+DEMO_OPTIONS = {
+    "runner.max_iters": 20,
+    "log_config.interval": 1,
+    "lr_config.warmup_iters": 5,
+    "evaluation.interval": 10**6,
+    "checkpoint_config.interval": 10**6,
+    "data.num_workers": 2,
+    "data.train.num_train": 160,
+    "data.val.num_train": 160,
+    "data.train.num_val": 8,
+    "data.val.num_val": 8,
+}
 DEMO_SMOKE_OPTIONS = {  # SegNeXt-T shrunk to seconds, as in tests/test_training.py
-    "runner.max_iters": 6, "data.batch_size": 4, "data.num_workers": 0, "optimizer.lr": 4e-3,
-    "lr_config.warmup_iters": 1, "data.train.num_train": 16, "data.val.num_train": 16, "data.train.num_val": 2,
-    "data.val.num_val": 2, "model.backbone.embed_dims": [8, 16, 32, 32], "model.backbone.depths": [1, 1, 1, 1],
-    "model.backbone.mlp_ratios": [2, 2, 2, 2], "model.decode_head.in_channels": [16, 32, 32],
-    "model.decode_head.channels": 32, "model.decode_head.ham_channels": 32, "model.decode_head.norm_groups": 8,
-    "model.decode_head.ham_kwargs.MD_R": 4}
+    "runner.max_iters": 6,
+    "data.batch_size": 4,
+    "data.num_workers": 0,
+    "optimizer.lr": 4e-3,
+    "lr_config.warmup_iters": 1,
+    "data.train.num_train": 16,
+    "data.val.num_train": 16,
+    "data.train.num_val": 2,
+    "data.val.num_val": 2,
+    "model.backbone.embed_dims": [8, 16, 32, 32],
+    "model.backbone.depths": [1, 1, 1, 1],
+    "model.backbone.mlp_ratios": [2, 2, 2, 2],
+    "model.decode_head.in_channels": [16, 32, 32],
+    "model.decode_head.channels": 32,
+    "model.decode_head.ham_channels": 32,
+    "model.decode_head.norm_groups": 8,
+    "model.decode_head.ham_kwargs.MD_R": 4,
+}
 
 #: (stage, budget in seconds on the GPU, in the smoke run). The whole run stops at DEADLINE.
-BUDGETS = {"warmup": (150, 300), "correctness": (110, 300), "train_demo": (60, 240), "speed_ops": (35, 120),
-           "speed_models": (95, 240), "precision": (25, 120)}
+BUDGETS = {
+    "warmup": (150, 300),
+    "correctness": (110, 300),
+    "train_demo": (60, 240),
+    "speed_ops": (35, 120),
+    "speed_models": (95, 240),
+    "precision": (25, 120),
+}
 DEADLINE = {"gpu": 465, "smoke": 1500}  # seconds from the start of run_stages.py; run.sh's set-up comes first
 
 
@@ -94,8 +126,12 @@ class Run:
         self.deadline = self.start + DEADLINE["smoke" if smoke else "gpu"]
         self.tmp = Path(tempfile.mkdtemp(prefix="jsegnext-gpu-"))
         self.log_file = open(self.out_dir / "run.log", "a", buffering=1)
-        self.env = dict(os.environ, PYTHONUNBUFFERED="1", JSEGNEXT_DEVICE=self.device,
-                        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        self.env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            JSEGNEXT_DEVICE=self.device,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        )
 
     def log(self, text):
         line = f"[{time.monotonic() - self.start:6.1f}s] {text}"
@@ -112,8 +148,14 @@ class Run:
         timeout = min(timeout, self.left())
         self.log("$ " + " ".join(str(c) for c in cmd))
         t0 = time.monotonic()
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(c) for c in cmd],
+            cwd=cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         output, stopped = [], False
         fd = proc.stdout.fileno()
         try:
@@ -225,8 +267,15 @@ def _junit(path):
 def _verbose_outcomes(output):
     """{test id: (outcome, '')} from ``pytest -v`` lines."""
     found = re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", output, re.M)
-    found += [(t, o) for o, t in re.findall(r"^\[gw\d+\] \[ *\d+%\] (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) "
-                                           r"(\S+::\S+)", output, re.M)]  # pytest-xdist
+    found += [
+        (t, o)
+        for o, t in re.findall(
+            r"^\[gw\d+\] \[ *\d+%\] (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) "
+            r"(\S+::\S+)",
+            output,
+            re.M,
+        )
+    ]  # pytest-xdist
     norm = {"PASSED": "passed", "XPASS": "passed", "FAILED": "failed", "ERROR": "failed"}
     return {t: (norm.get(o, "skipped"), "") for t, o in found}
 
@@ -240,14 +289,30 @@ def stage_correctness(run):
     xdist = ["-n", "3"] if not run.smoke and importlib.util.find_spec("xdist") else []
     for name, gpu_args, smoke_args in TEST_GROUPS:
         if name in NEEDS_TADE_FIXTURE and not (_fixture_dir() / "segnext_t_ade.pth").exists():
-            groups[name] = dict(status="skipped" if run.smoke else "failed",
-                                message=f"SegNeXt-T/ADE fixture not in {_fixture_dir()} "
-                                        "(prepare_wheels.sh copies it to .whl/fixtures)")
+            groups[name] = dict(
+                status="skipped" if run.smoke else "failed",
+                message=f"SegNeXt-T/ADE fixture not in {_fixture_dir()} (prepare_wheels.sh copies it to .whl/fixtures)",
+            )
             continue
         xml = run.tmp / f"{name}.xml"
-        jobs.append((name, smoke_args if run.smoke else gpu_args, xml,
-                     [_python(), "-m", "pytest", "-v", "-p", "no:cacheprovider", *xdist, f"--junitxml={xml}",
-                      *(smoke_args if run.smoke else gpu_args)]))
+        jobs.append(
+            (
+                name,
+                smoke_args if run.smoke else gpu_args,
+                xml,
+                [
+                    _python(),
+                    "-m",
+                    "pytest",
+                    "-v",
+                    "-p",
+                    "no:cacheprovider",
+                    *xdist,
+                    f"--junitxml={xml}",
+                    *(smoke_args if run.smoke else gpu_args),
+                ],
+            )
+        )
     outcomes = run.commands([cmd for *_, cmd in jobs], budget) if jobs else []
     for (name, args, xml, _), (code, seconds, output) in zip(jobs, outcomes):
         cases = _junit(xml) or _verbose_outcomes(output)  # no XML when pytest was stopped
@@ -267,12 +332,20 @@ def stage_correctness(run):
         elif status != "passed" and not failed:
             groups[name]["message"] = output[-2000:]
     for name, g in groups.items():
-        run.log(f"correctness/{name}: {g['status']}" + (f" ({g['passed']} passed, {g['failed']} failed, "
-                                                         f"{g['skipped']} skipped, {g['seconds']:.0f} s)"
-                                                         if "passed" in g else f", {g.get('message')}"))
+        run.log(
+            f"correctness/{name}: {g['status']}"
+            + (
+                f" ({g['passed']} passed, {g['failed']} failed, {g['skipped']} skipped, {g['seconds']:.0f} s)"
+                if "passed" in g
+                else f", {g.get('message')}"
+            )
+        )
     states = [g["status"] for g in groups.values()]
-    status = "passed" if all(s in ("passed", "skipped") for s in states) else (
-        "timeout" if "timeout" in states else "failed")
+    status = (
+        "passed"
+        if all(s in ("passed", "skipped") for s in states)
+        else ("timeout" if "timeout" in states else "failed")
+    )
     return _result(status, time.monotonic() - t0, budget, groups=groups)
 
 
@@ -288,41 +361,93 @@ def stage_train_demo(run):
         options.update(DEMO_SMOKE_OPTIONS)
     work, data = run.tmp / "demo_work", run.tmp / "demo_data"
     options.update({"data.train.data_root": str(data), "data.val.data_root": str(data)})
-    code, seconds, tail = run.command([_python(), "tools/train.py", DEMO_CONFIG, "--work-dir", work, "--no-progress",
-                                       "--cfg-options", *_options(options)], budget)
+    code, seconds, tail = run.command(
+        [
+            _python(),
+            "tools/train.py",
+            DEMO_CONFIG,
+            "--work-dir",
+            work,
+            "--no-progress",
+            "--cfg-options",
+            *_options(options),
+        ],
+        budget,
+    )
     log = work / "log.jsonl"
     records = [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
     losses = [r["loss"] for r in records if r.get("mode") == "train"]
     steps = int(options["runner.max_iters"])
-    checks = {"all_steps": len(losses) == steps, "finite": bool(losses) and all(map(math.isfinite, losses)),
-              "decreasing": len(losses) >= 3 and _losses_decrease(losses)}
+    checks = {
+        "all_steps": len(losses) == steps,
+        "finite": bool(losses) and all(map(math.isfinite, losses)),
+        "decreasing": len(losses) >= 3 and _losses_decrease(losses),
+    }
     if code is None:
         status = "timeout"
     else:
         status = "passed" if code == 0 and all(checks.values()) else "failed"
     step_time = [r["time"] for r in records if r.get("mode") == "train"][1:]
-    return _result(status, seconds, budget, steps=steps, losses=losses, checks=checks,
-                   config=DEMO_CONFIG, options=_options(options),
-                   median_step_s=sorted(step_time)[len(step_time) // 2] if step_time else None,
-                   **({} if status == "passed" else {"message": tail[-2000:]}))
+    return _result(
+        status,
+        seconds,
+        budget,
+        steps=steps,
+        losses=losses,
+        checks=checks,
+        config=DEMO_CONFIG,
+        options=_options(options),
+        median_step_s=sorted(step_time)[len(step_time) // 2] if step_time else None,
+        **({} if status == "passed" else {"message": tail[-2000:]}),
+    )
 
 
 def stage_speed_ops(run):
     budget = _budget(run, "speed_ops")
     t0 = time.monotonic()
     if run.smoke:
-        settings = [["--variants", "t", "--input", "64x64", "--batch", "1", "--stages", "4", "--kernels", "7",
-                     "--iters", "2", "--warmup", "1"]]
+        settings = [
+            [
+                "--variants",
+                "t",
+                "--input",
+                "64x64",
+                "--batch",
+                "1",
+                "--stages",
+                "4",
+                "--kernels",
+                "7",
+                "--iters",
+                "2",
+                "--warmup",
+                "1",
+            ]
+        ]
     else:  # every MSCA strip shape (T's widths and S/B/L's) at the Cityscapes and the ADE training size
-        settings = [["--variants", "t", "b", "--input", "1024x2048", "--batch", "1"],
-                    ["--variants", "t", "b", "--input", "512x512", "--batch", "16"]]
+        settings = [
+            ["--variants", "t", "b", "--input", "1024x2048", "--batch", "1"],
+            ["--variants", "t", "b", "--input", "512x512", "--batch", "16"],
+        ]
     tables, status = [], "passed"
     for i, extra in enumerate(settings):
         out = run.tmp / f"strips_{i}.json"
         share = (budget - (time.monotonic() - t0)) / (len(settings) - i)
         code, seconds, tail = run.command(
-            [_python(), "benchmarks/bench_strip_conv.py", *extra, "--impls", *IMPLS["speed_ops"],
-             "--msca-impls", "separate_conv2d", "separate_kernel", "--json", out], share)
+            [
+                _python(),
+                "benchmarks/bench_strip_conv.py",
+                *extra,
+                "--impls",
+                *IMPLS["speed_ops"],
+                "--msca-impls",
+                "separate_conv2d",
+                "separate_kernel",
+                "--json",
+                out,
+            ],
+            share,
+        )
         if code == 0 and out.exists():
             tables.append(json.loads(out.read_text()))
         else:
@@ -360,8 +485,14 @@ def stage_precision(run):
     return _result(status, seconds, budget, rows=rows, **({} if code == 0 else {"message": tail[-2000:]}))
 
 
-STAGES = [("warmup", stage_warmup), ("correctness", stage_correctness), ("train_demo", stage_train_demo),
-          ("speed_ops", stage_speed_ops), ("speed_models", stage_speed_models), ("precision", stage_precision)]
+STAGES = [
+    ("warmup", stage_warmup),
+    ("correctness", stage_correctness),
+    ("train_demo", stage_train_demo),
+    ("speed_ops", stage_speed_ops),
+    ("speed_models", stage_speed_models),
+    ("precision", stage_precision),
+]
 
 
 def main(argv=None):
@@ -371,8 +502,14 @@ def main(argv=None):
     p.add_argument("--stages", nargs="+", choices=[s for s, _ in STAGES], help="run only these")
     args = p.parse_args(argv)
     run = Run(args.out_dir, args.cpu_smoke)
-    results = {"mode": "cpu-smoke" if run.smoke else "gpu", "device": run.device, "command": " ".join(sys.argv),
-               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": _machine(run), "stages": {}}
+    results = {
+        "mode": "cpu-smoke" if run.smoke else "gpu",
+        "device": run.device,
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": _machine(run),
+        "stages": {},
+    }
     for name, fn in STAGES:
         if args.stages and name not in args.stages:
             continue
@@ -399,14 +536,23 @@ def main(argv=None):
 def _machine(run):
     info = {"python": sys.version.split()[0], "cores": os.cpu_count()}
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         info["gpu"] = out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         info["gpu"] = None
     try:
-        out = subprocess.run([_python(), "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
-                             text=True, timeout=60, env=run.env)
+        out = subprocess.run(
+            [_python(), "-c", "import numpy; print(numpy.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=run.env,
+        )
         info["numpy"] = out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass

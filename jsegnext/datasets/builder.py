@@ -1,22 +1,42 @@
 """``build_dataset``: a dataset from its config dict."""
+
 import copy
 
 from ..config import ConfigError, check_kwargs, did_you_mean
-from .builtin import (ADE20KDataset, CityscapesDataset, COCOStuffDataset, PascalContextDataset,
-                      PascalContextDataset59, PascalVOCDataset, iSAIDDataset)
+from .builtin import (
+    ADE20KDataset,
+    CityscapesDataset,
+    COCOStuffDataset,
+    PascalContextDataset,
+    PascalContextDataset59,
+    PascalVOCDataset,
+    iSAIDDataset,
+)
 from .custom import CustomDataset
 
-DATASETS = {cls.__name__: cls for cls in (
-    CustomDataset, ADE20KDataset, CityscapesDataset, COCOStuffDataset, PascalVOCDataset,
-    PascalContextDataset, PascalContextDataset59, iSAIDDataset)}
+DATASETS = {
+    cls.__name__: cls
+    for cls in (
+        CustomDataset,
+        ADE20KDataset,
+        CityscapesDataset,
+        COCOStuffDataset,
+        PascalVOCDataset,
+        PascalContextDataset,
+        PascalContextDataset59,
+        iSAIDDataset,
+    )
+}
 DATASETS['VOCDataset'] = PascalVOCDataset  # older mmseg name
 
 
 def register_dataset(cls=None, name=None):
     """Class decorator: make a CustomDataset subclass available as ``dict(type=name or cls.__name__)``."""
+
     def wrap(c):
         DATASETS[name or c.__name__] = c
         return c
+
     return wrap(cls) if cls is not None else wrap
 
 
@@ -34,8 +54,9 @@ def build_dataset(cfg, **overrides):
         raise ConfigError(f"dataset config has no 'type'; known types: {', '.join(sorted(DATASETS))}")
     name = kwargs.pop('type')
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset type {name!r}{did_you_mean(str(name), DATASETS)}; "
-                          f"known: {', '.join(sorted(DATASETS))}")
+        raise ConfigError(
+            f"unknown dataset type {name!r}{did_you_mean(str(name), DATASETS)}; known: {', '.join(sorted(DATASETS))}"
+        )
     cls = DATASETS[name]
     check_kwargs(cls, kwargs, name)
     if 'img_dir' not in kwargs:

@@ -14,12 +14,14 @@ iSAIDDataset             16       no           ``*.png`` (patches)  ``*_instance
 
 Suffixes can be overridden (``img_suffix=``, ``seg_map_suffix=``) like any CustomDataset argument.
 """
+
 from . import classes as C
 from .custom import CustomDataset
 
 
 class ADE20KDataset(CustomDataset):
     """ADE20K (SceneParsing, ADEChallengeData2016): label 0 = 'other', dropped by reduce_zero_label."""
+
     CLASSES, PALETTE = C.ADE20K_CLASSES, C.ADE20K_PALETTE
     IMG_SUFFIX, SEG_MAP_SUFFIX = '.jpg', '.png'
     REDUCE_ZERO_LABEL = True
@@ -27,6 +29,7 @@ class ADE20KDataset(CustomDataset):
 
 class CityscapesDataset(CustomDataset):
     """Cityscapes fine annotations; labels are the converter's ``*_gtFine_labelTrainIds.png`` (0..18, 255)."""
+
     CLASSES, PALETTE = C.CITYSCAPES_CLASSES, C.CITYSCAPES_PALETTE
     IMG_SUFFIX, SEG_MAP_SUFFIX = '_leftImg8bit.png', '_gtFine_labelTrainIds.png'
     REDUCE_ZERO_LABEL = False
@@ -34,6 +37,7 @@ class CityscapesDataset(CustomDataset):
 
 class COCOStuffDataset(CustomDataset):
     """COCO-Stuff 164k; labels are the converter's ``*_labelTrainIds.png`` (0..170, 255)."""
+
     CLASSES, PALETTE = C.COCO_STUFF_CLASSES, C.COCO_STUFF_PALETTE
     IMG_SUFFIX, SEG_MAP_SUFFIX = '.jpg', '_labelTrainIds.png'
     REDUCE_ZERO_LABEL = False
@@ -42,6 +46,7 @@ class COCOStuffDataset(CustomDataset):
 class PascalVOCDataset(CustomDataset):
     """Pascal VOC 2012 (+ SBD aug: ``split=[train.txt, aug.txt]``, ``ann_dir=[SegmentationClass,
     SegmentationClassAug]``). Palette PNG labels are read as their indices."""
+
     CLASSES, PALETTE = C.VOC_CLASSES, C.VOC_PALETTE
     IMG_SUFFIX, SEG_MAP_SUFFIX = '.jpg', '.png'
     REDUCE_ZERO_LABEL = False
@@ -50,6 +55,7 @@ class PascalVOCDataset(CustomDataset):
 
 class PascalContextDataset(CustomDataset):
     """Pascal Context with background (60 classes)."""
+
     CLASSES, PALETTE = C.PASCAL_CONTEXT_CLASSES, C.PASCAL_CONTEXT_PALETTE
     IMG_SUFFIX, SEG_MAP_SUFFIX = '.jpg', '.png'
     REDUCE_ZERO_LABEL = False
@@ -58,6 +64,7 @@ class PascalContextDataset(CustomDataset):
 
 class PascalContextDataset59(CustomDataset):
     """Pascal Context 59: the converter's 0..59 labels with background (0) ignored via reduce_zero_label."""
+
     CLASSES, PALETTE = C.PASCAL_CONTEXT59_CLASSES, C.PASCAL_CONTEXT59_PALETTE
     IMG_SUFFIX, SEG_MAP_SUFFIX = '.jpg', '.png'
     REDUCE_ZERO_LABEL = True
@@ -66,6 +73,7 @@ class PascalContextDataset59(CustomDataset):
 
 class iSAIDDataset(CustomDataset):  # noqa: N801 - mmseg's name
     """iSAID 896x896 patches: ``P0000_<y0>_<y1>_<x0>_<x1>.png`` <-> ``..._instance_color_RGB.png`` (ids 0..15)."""
+
     CLASSES, PALETTE = C.ISAID_CLASSES, C.ISAID_PALETTE
     IMG_SUFFIX, SEG_MAP_SUFFIX = '.png', '_instance_color_RGB.png'
     REDUCE_ZERO_LABEL = False

@@ -14,6 +14,7 @@ the main process, also when loading runs in Jittor workers (a worker that raises
 whole program). With ``skip_bad_samples=True`` such a sample is reported as a warning naming the
 file and replaced by the next good one.
 """
+
 import os
 import traceback
 import warnings
@@ -27,8 +28,16 @@ from ..runtime import jt
 from .classes import IGNORE_INDEX
 from .errors import DataError, DataWarning
 from .loader import ERROR_KEY, SeededSampler, collate_batch
-from .transforms import (LoadAnnotations, build_pipeline, check_label_values, read_label,
-                         reduce_zero_label as _reduce_zero_label, to_sample)
+from .transforms import (
+    LoadAnnotations,
+    build_pipeline,
+    check_label_values,
+    read_label,
+    to_sample,
+)
+from .transforms import (
+    reduce_zero_label as _reduce_zero_label,
+)
 
 MAX_LISTED = 10
 MAX_SUBSTITUTE_TRIES = 100
@@ -45,9 +54,16 @@ def _refuse_unpaired(name, stems, found, expected, problem):
     """DataError listing the files ``found`` = (dir, suffix) of ``stems`` whose ``expected`` partner is missing."""
     if stems:
         (found_dir, found_suffix), (expected_dir, expected_suffix) = found, expected
-        raise DataError(f"{name}: {problem}:" + _listing(
-            [f"{os.path.join(found_dir, s + found_suffix)} -> {os.path.join(expected_dir, s + expected_suffix)}"
-             for s in stems]), os.path.join(found_dir, stems[0] + found_suffix))
+        raise DataError(
+            f"{name}: {problem}:"
+            + _listing(
+                [
+                    f"{os.path.join(found_dir, s + found_suffix)} -> {os.path.join(expected_dir, s + expected_suffix)}"
+                    for s in stems
+                ]
+            ),
+            os.path.join(found_dir, stems[0] + found_suffix),
+        )
 
 
 def _as_list(value):
@@ -101,9 +117,24 @@ class CustomDataset(jt.dataset.Dataset):
     REDUCE_ZERO_LABEL = None  # None: decided by the pipeline (CustomDataset only)
     SPLIT_REQUIRED = False
 
-    def __init__(self, *, img_dir, pipeline=None, ann_dir=None, data_root=None, img_suffix=None,
-                 seg_map_suffix=None, split=None, classes=None, palette=None, reduce_zero_label=None,
-                 ignore_index=IGNORE_INDEX, test_mode=False, skip_bad_samples=False, seed=0):
+    def __init__(
+        self,
+        *,
+        img_dir,
+        pipeline=None,
+        ann_dir=None,
+        data_root=None,
+        img_suffix=None,
+        seg_map_suffix=None,
+        split=None,
+        classes=None,
+        palette=None,
+        reduce_zero_label=None,
+        ignore_index=IGNORE_INDEX,
+        test_mode=False,
+        skip_bad_samples=False,
+        seed=0,
+    ):
         super().__init__(batch_size=1, shuffle=False, drop_last=False, num_workers=0)
         self.data_root = data_root
         self.img_suffix = self.IMG_SUFFIX if img_suffix is None else img_suffix
@@ -156,20 +187,26 @@ class CustomDataset(jt.dataset.Dataset):
                 palette = default_palette(len(classes))
         else:
             if classes is not None and len(classes) != len(self.CLASSES):
-                raise ConfigError(f"{name}: `classes` must rename all {len(self.CLASSES)} classes "
-                                  f"(got {len(classes)}); use CustomDataset for another class set")
+                raise ConfigError(
+                    f"{name}: `classes` must rename all {len(self.CLASSES)} classes "
+                    f"(got {len(classes)}); use CustomDataset for another class set"
+                )
             classes = tuple(classes) if classes is not None else tuple(self.CLASSES)
             palette = palette if palette is not None else self.PALETTE
         palette = tuple(tuple(int(c) for c in colour) for colour in palette)
         if len(palette) != len(classes) or any(len(c) != 3 for c in palette):
-            raise ConfigError(f"{name}: `palette` needs one RGB triple per class ({len(classes)}), "
-                              f"got {len(palette)} entries")
+            raise ConfigError(
+                f"{name}: `palette` needs one RGB triple per class ({len(classes)}), got {len(palette)} entries"
+            )
         return classes, palette
 
     def _resolve_reduce_zero_label(self, value):
         """The dataset's reduce_zero_label; an explicit LoadAnnotations setting must agree with it."""
-        explicit = [t.reduce_zero_label for t in self.pipeline
-                    if isinstance(t, LoadAnnotations) and t.reduce_zero_label is not None]
+        explicit = [
+            t.reduce_zero_label
+            for t in self.pipeline
+            if isinstance(t, LoadAnnotations) and t.reduce_zero_label is not None
+        ]
         if value is None:
             value = self.REDUCE_ZERO_LABEL
         if value is None:  # CustomDataset without a setting: the pipeline's
@@ -179,7 +216,8 @@ class CustomDataset(jt.dataset.Dataset):
                 raise ConfigError(
                     f"{type(self).__name__}: LoadAnnotations(reduce_zero_label={setting}) in the pipeline "
                     f"contradicts the dataset's reduce_zero_label={value}; they must agree (the dataset's "
-                    "setting is also used to read the ground truth for evaluation)")
+                    "setting is also used to read the ground truth for evaluation)"
+                )
         return bool(value)
 
     @property
@@ -202,22 +240,31 @@ class CustomDataset(jt.dataset.Dataset):
     def _scan_dirs(self):
         name = type(self).__name__
         same_dir = self.ann_dir is not None and os.path.abspath(self.ann_dir) == os.path.abspath(self.img_dir)
-        images = scan_files(self.img_dir, self.img_suffix,
-                            exclude_suffix=self.seg_map_suffix if same_dir else None)
+        images = scan_files(self.img_dir, self.img_suffix, exclude_suffix=self.seg_map_suffix if same_dir else None)
         if not images:
             raise DataError(f"{name}: no images ending with {self.img_suffix!r} under {self.img_dir}", self.img_dir)
-        stems = [f[:-len(self.img_suffix)] for f in images]
+        stems = [f[: -len(self.img_suffix)] for f in images]
         infos, img_files, ann_files = [], [], []
         if self.ann_dir is not None:
             labels = scan_files(self.ann_dir, self.seg_map_suffix)
-            label_stems = {f[:-len(self.seg_map_suffix)] for f in labels}
+            label_stems = {f[: -len(self.seg_map_suffix)] for f in labels}
             missing = [s for s in stems if s not in label_stems]
-            _refuse_unpaired(name, missing, (self.img_dir, self.img_suffix), (self.ann_dir, self.seg_map_suffix),
-                             f"{len(missing)} of {len(stems)} images have no label (image -> expected label)")
+            _refuse_unpaired(
+                name,
+                missing,
+                (self.img_dir, self.img_suffix),
+                (self.ann_dir, self.seg_map_suffix),
+                f"{len(missing)} of {len(stems)} images have no label (image -> expected label)",
+            )
             image_stems = set(stems)
             orphans = [s for s in sorted(label_stems) if s not in image_stems]
-            _refuse_unpaired(name, orphans, (self.ann_dir, self.seg_map_suffix), (self.img_dir, self.img_suffix),
-                             f"{len(orphans)} labels have no image (label -> expected image)")
+            _refuse_unpaired(
+                name,
+                orphans,
+                (self.ann_dir, self.seg_map_suffix),
+                (self.img_dir, self.img_suffix),
+                f"{len(orphans)} labels have no image (label -> expected image)",
+            )
         for stem in stems:
             info = dict(filename=stem + self.img_suffix)
             img_files.append(os.path.join(self.img_dir, stem + self.img_suffix))
@@ -236,8 +283,9 @@ class CustomDataset(jt.dataset.Dataset):
         ann_dirs = _as_list(self.ann_dir) if self.ann_dir is not None else [None]
         for what, dirs in (('img_dir', img_dirs), ('ann_dir', ann_dirs)):
             if len(dirs) not in (1, len(splits)):
-                raise ConfigError(f"{name}: {len(dirs)} {what} for {len(splits)} split files; "
-                                  f"give one, or one per split file")
+                raise ConfigError(
+                    f"{name}: {len(dirs)} {what} for {len(splits)} split files; give one, or one per split file"
+                )
         infos, img_files, ann_files, missing = [], [], [], []
         for k, split_file in enumerate(splits):
             img_dir = img_dirs[k if len(img_dirs) > 1 else 0]
@@ -246,14 +294,15 @@ class CustomDataset(jt.dataset.Dataset):
                 with open(split_file) as f:
                     names = [line.strip() for line in f if line.strip()]
             except OSError as err:
-                raise DataError(f"{name}: cannot read split file {split_file}: {err.strerror or err}",
-                                split_file) from None
+                raise DataError(
+                    f"{name}: cannot read split file {split_file}: {err.strerror or err}", split_file
+                ) from None
             if not names:
                 raise DataError(f"{name}: split file {split_file} lists no images", split_file)
             for stem in names:
                 stem = stem.split()[0]
                 if stem.endswith(self.img_suffix):
-                    stem = stem[:-len(self.img_suffix)]
+                    stem = stem[: -len(self.img_suffix)]
                 img = os.path.join(img_dir, stem + self.img_suffix)
                 ann = os.path.join(ann_dir, stem + self.seg_map_suffix) if ann_dir is not None else None
                 if not os.path.isfile(img):
@@ -267,8 +316,10 @@ class CustomDataset(jt.dataset.Dataset):
                 img_files.append(img)
                 ann_files.append(ann)
         if missing:
-            raise DataError(f"{name}: {len(missing)} files listed in the split file(s) do not exist:"
-                            + _listing(missing), missing[0].split(' (')[0])
+            raise DataError(
+                f"{name}: {len(missing)} files listed in the split file(s) do not exist:" + _listing(missing),
+                missing[0].split(' (')[0],
+            )
         return infos, img_files, ann_files
 
     # ------------------------------------------------------------------ access
@@ -297,9 +348,14 @@ class CustomDataset(jt.dataset.Dataset):
         return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     def _results(self, index):
-        return dict(filename=self.img_files[index], ann_filename=self.ann_files[index],
-                    reduce_zero_label=self.reduce_zero_label, num_classes=self.num_classes,
-                    ignore_index=self.ignore_index, seg_fields=[])
+        return dict(
+            filename=self.img_files[index],
+            ann_filename=self.ann_files[index],
+            reduce_zero_label=self.reduce_zero_label,
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            seg_fields=[],
+        )
 
     def prepare_sample(self, index, pipeline=None):
         """The sample of ``index`` through ``pipeline`` (default: the dataset's), as the loader sees it."""
@@ -324,8 +380,11 @@ class CustomDataset(jt.dataset.Dataset):
         except (OSError, ValueError):
             w = h = None  # an unreadable image is reported when it is loaded
         if w is not None and label.shape != (h, w):
-            raise DataError(f"label {path} is {label.shape[1]}x{label.shape[0]} but its image "
-                            f"{self.img_files[index]} is {w}x{h} (width x height)", path)
+            raise DataError(
+                f"label {path} is {label.shape[1]}x{label.shape[0]} but its image "
+                f"{self.img_files[index]} is {w}x{h} (width x height)",
+                path,
+            )
         if self.reduce_zero_label:
             label = _reduce_zero_label(label)
         check_label_values(label, self.num_classes, path, self.ignore_index, reduced=self.reduce_zero_label)
@@ -344,9 +403,12 @@ class CustomDataset(jt.dataset.Dataset):
             return err
         detail = "".join(traceback.format_exception(type(err), err, err.__traceback__)[-3:]).rstrip()
         ann = self.ann_files[index]
-        return DataError(f"error while loading {self.img_files[index]}"
-                         + (f" (label {ann})" if ann else "") + f": {type(err).__name__}: {err}\n{detail}",
-                         self.img_files[index])
+        return DataError(
+            f"error while loading {self.img_files[index]}"
+            + (f" (label {ann})" if ann else "")
+            + f": {type(err).__name__}: {err}\n{detail}",
+            self.img_files[index],
+        )
 
     def _bad_sample(self, index, err):
         err = self._describe(index, err)
@@ -363,8 +425,9 @@ class CustomDataset(jt.dataset.Dataset):
                 except Exception as err2:  # noqa: BLE001
                     self._warn_skip(self._describe(j, err2))
                     self._bad.add(j)
-            err = DataError(f"skip_bad_samples: no usable sample found near index {index}; last problem: {err}",
-                            err.path)
+            err = DataError(
+                f"skip_bad_samples: no usable sample found near index {index}; last problem: {err}", err.path
+            )
         if self._in_worker:
             return {ERROR_KEY: str(err)}
         raise err
@@ -377,10 +440,12 @@ class CustomDataset(jt.dataset.Dataset):
         out = collate_batch(batch)
         if ERROR_KEY not in out and not self.test_mode and isinstance(out['img'], list):
             shapes = sorted({tuple(s['img'].shape[1:]) for s in batch})
-            message = (f"{type(self).__name__}: training batch with images of different sizes {shapes} "
-                       f"(files: {', '.join(str(s.get('filename')) for s in batch[:4])} ...); the training "
-                       "pipeline must end at one size (RandomCrop + Pad to crop_size), or build the dataset "
-                       "with test_mode=True for variable-size batches")
+            message = (
+                f"{type(self).__name__}: training batch with images of different sizes {shapes} "
+                f"(files: {', '.join(str(s.get('filename')) for s in batch[:4])} ...); the training "
+                "pipeline must end at one size (RandomCrop + Pad to crop_size), or build the dataset "
+                "with test_mode=True for variable-size batches"
+            )
             if self._in_worker:
                 return {ERROR_KEY: [message]}
             raise DataError(message)
@@ -435,9 +500,11 @@ class CustomDataset(jt.dataset.Dataset):
         nbytes += sum(a.nbytes for v in out.values() if isinstance(v, list) for a in v if isinstance(a, np.ndarray))
         if nbytes + (1 << 20) > self.buffer_size:
             files = ', '.join(map(str, out.get('filename', [])[:4]))
-            return (f"{type(self).__name__}: a batch of {nbytes / 2**20:.1f} MB does not fit the worker buffer "
-                    f"of {self.buffer_size / 2**20:.1f} MB (files: {files}); "
-                    "set a larger buffer_size (build_dataloader(..., buffer_size=BYTES) or set_attrs)")
+            return (
+                f"{type(self).__name__}: a batch of {nbytes / 2**20:.1f} MB does not fit the worker buffer "
+                f"of {self.buffer_size / 2**20:.1f} MB (files: {files}); "
+                "set a larger buffer_size (build_dataloader(..., buffer_size=BYTES) or set_attrs)"
+            )
         return None
 
     def _worker_main(self, worker_id, buffer, status):
@@ -451,8 +518,11 @@ class CustomDataset(jt.dataset.Dataset):
                 if isinstance(batch, dict) and ERROR_KEY in batch:
                     self._stop_workers()
                     messages = batch[ERROR_KEY]
-                    raise DataError(messages[0] if len(messages) == 1 else
-                                    f"{len(messages)} bad samples in one batch:\n" + "\n".join(messages))
+                    raise DataError(
+                        messages[0]
+                        if len(messages) == 1
+                        else f"{len(messages)} bad samples in one batch:\n" + "\n".join(messages)
+                    )
                 yield batch
             completed = True
         finally:
@@ -471,5 +541,7 @@ class CustomDataset(jt.dataset.Dataset):
                 self.terminate()
 
     def __repr__(self):
-        return (f"{type(self).__name__}({len(self)} images, {self.num_classes} classes, img_dir={self.img_dir!r}, "
-                f"ann_dir={self.ann_dir!r}, reduce_zero_label={self.reduce_zero_label})")
+        return (
+            f"{type(self).__name__}({len(self)} images, {self.num_classes} classes, img_dir={self.img_dir!r}, "
+            f"ann_dir={self.ann_dir!r}, reduce_zero_label={self.reduce_zero_label})"
+        )

@@ -17,6 +17,7 @@ empty folder, or one holding nothing but an earlier demo dataset (the files its 
 lists, which are the only ones ever deleted); any other folder is refused with a
 :class:`DataError` saying why, and left as it was.
 """
+
 import json
 import os
 from pathlib import Path
@@ -66,8 +67,11 @@ def _shape_mask(kind, shape, rng):
     if kind == "stripes":
         cv2.circle(mask, (int(cx), int(cy)), int(size), 1, -1)
     elif kind == "checker":
-        box = ((float(cx), float(cy)), (float(size * rng.uniform(1.4, 2.2)), float(size * rng.uniform(1.0, 1.6))),
-               float(rng.uniform(0, 180)))
+        box = (
+            (float(cx), float(cy)),
+            (float(size * rng.uniform(1.4, 2.2)), float(size * rng.uniform(1.0, 1.6))),
+            float(rng.uniform(0, 180)),
+        )
         cv2.fillPoly(mask, [cv2.boxPoints(box).astype(np.int32)], 1)
     elif kind == "dots":
         angles = rng.uniform(0, 2 * np.pi) + np.array([0, 2.1, 4.2]) + rng.uniform(-0.3, 0.3, 3)
@@ -114,8 +118,12 @@ def draw_scene(rng, size=128):
 
 
 def _planned_files(num_train, num_val):
-    return [f"{sub}/{split}/{split}_{i:04d}.png" for split, count in (("train", num_train), ("val", num_val))
-            for sub in ("images", "annotations") for i in range(count)]
+    return [
+        f"{sub}/{split}/{split}_{i:04d}.png"
+        for split, count in (("train", num_train), ("val", num_val))
+        for sub in ("images", "annotations")
+        for i in range(count)
+    ]
 
 
 def _files_under(root):
@@ -162,18 +170,24 @@ def ensure_demo_dataset(root, num_train=400, num_val=60, size=128, seed=0):
         present.discard(name)
     previous = _read_marker(marker) if marker.exists() else None
     if marker.exists() and previous is None:
-        raise DataError(f"demo data_root {root}: {marker} is not a demo dataset marker; the demo scenes are "
-                        "generated only into an empty or new folder - nothing was changed, give another "
-                        "data_root", str(marker))
+        raise DataError(
+            f"demo data_root {root}: {marker} is not a demo dataset marker; the demo scenes are "
+            "generated only into an empty or new folder - nothing was changed, give another "
+            "data_root",
+            str(marker),
+        )
     if previous is not None and previous[0] == spec and previous[2] and set(files) <= present:
         return root
     ours = previous[1] if previous is not None else set()
     foreign = sorted(present - ours)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" ... ({len(foreign)} files)" if len(foreign) > 3 else "")
-        raise DataError(f"demo data_root {root} holds files the demo generator did not write ({shown}); the demo "
-                        "scenes are generated only into an empty or new folder, or over an earlier demo dataset - "
-                        "nothing was changed, give another data_root", str(root / foreign[0]))
+        raise DataError(
+            f"demo data_root {root} holds files the demo generator did not write ({shown}); the demo "
+            "scenes are generated only into an empty or new folder, or over an earlier demo dataset - "
+            "nothing was changed, give another data_root",
+            str(root / foreign[0]),
+        )
     for name in sorted(present & ours):  # an earlier demo dataset (other settings, or interrupted)
         (root / name).unlink()
     root.mkdir(parents=True, exist_ok=True)
@@ -193,6 +207,7 @@ def ensure_demo_dataset(root, num_train=400, num_val=60, size=128, seed=0):
 @register_dataset
 class DemoDataset(CustomDataset):
     """The demo scenes in CustomDataset's layout; generated into ``data_root`` on first use."""
+
     CLASSES, PALETTE = CLASSES, PALETTE
     IMG_SUFFIX = SEG_MAP_SUFFIX = ".png"
     REDUCE_ZERO_LABEL = False

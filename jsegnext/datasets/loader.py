@@ -15,6 +15,7 @@ A jsegnext dataset is a ``jittor.dataset.Dataset`` and so is its own loader::
 The order comes from (seed, epoch) and each sample's augmentation from (seed, epoch, index), so
 batches are the same for any ``num_workers`` and across runs.
 """
+
 import numpy as np
 
 META_KEYS = ('filename', 'ann_filename', 'ori_shape', 'img_shape', 'pad_shape', 'flip', 'scale_factor')
@@ -65,7 +66,7 @@ class SeededSampler:
             order = np.random.default_rng([int(self.dataset.seed), int(self.dataset.epoch)]).permutation(n)
         else:
             order = np.arange(n)
-        return order[self.start:]
+        return order[self.start :]
 
     def __iter__(self):
         return iter(self.indices().tolist())
@@ -74,8 +75,9 @@ class SeededSampler:
         return max(len(self.dataset) - self.start, 0)
 
 
-def build_dataloader(dataset, batch_size=1, shuffle=False, num_workers=0, drop_last=False, seed=None,
-                     epoch=None, **attrs):
+def build_dataloader(
+    dataset, batch_size=1, shuffle=False, num_workers=0, drop_last=False, seed=None, epoch=None, **attrs
+):
     """Configure ``dataset`` (a jsegnext dataset) as a loader and return it.
 
     Args:
@@ -92,6 +94,11 @@ def build_dataloader(dataset, batch_size=1, shuffle=False, num_workers=0, drop_l
     if epoch is not None:
         dataset.set_epoch(epoch)
     dataset.sampler = SeededSampler(dataset, shuffle=shuffle)
-    dataset.set_attrs(batch_size=int(batch_size), shuffle=bool(shuffle), num_workers=int(num_workers),
-                      drop_last=bool(drop_last), **attrs)
+    dataset.set_attrs(
+        batch_size=int(batch_size),
+        shuffle=bool(shuffle),
+        num_workers=int(num_workers),
+        drop_last=bool(drop_last),
+        **attrs,
+    )
     return dataset

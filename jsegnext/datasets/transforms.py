@@ -18,6 +18,7 @@ order, so a sample is reproducible from its generator's seed (the dataset seeds 
 ``(seed, epoch, index)``). Labels are only ever resized with nearest-neighbour interpolation and
 padded with 255, so no transform invents label values.
 """
+
 import copy
 import io
 
@@ -36,9 +37,11 @@ _JPEG_EOI_WINDOW = 4096  # a complete JPEG has its end-of-image marker within th
 
 def register_transform(cls=None, name=None):
     """Class decorator: make ``cls`` available as ``dict(type=name or cls.__name__)``."""
+
     def wrap(c):
         TRANSFORMS[name or c.__name__] = c
         return c
+
     return wrap(cls) if cls is not None else wrap
 
 
@@ -67,15 +70,19 @@ def read_image(path):
     if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:  # JPEG: cv2 silently fills a truncated file with grey
         tail = data[-_JPEG_EOI_WINDOW:].tobytes()
         if b"\xff\xd9" not in tail:
-            raise DataError(f"truncated JPEG {path}: no end-of-image marker (incomplete download or copy?)",
-                            path)
+            raise DataError(f"truncated JPEG {path}: no end-of-image marker (incomplete download or copy?)", path)
     return img
 
 
 def _is_gray8_png(data):
     """True for an 8-bit greyscale PNG (IHDR bit depth 8, colour type 0): cv2 reads it exactly and fast."""
-    return (data.size > 26 and data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and data[12:16].tobytes() == b"IHDR"
-            and data[24] == 8 and data[25] == 0)
+    return (
+        data.size > 26
+        and data[:8].tobytes() == b"\x89PNG\r\n\x1a\n"
+        and data[12:16].tobytes() == b"IHDR"
+        and data[24] == 8
+        and data[25] == 0
+    )
 
 
 def read_label(path):
@@ -96,22 +103,27 @@ def read_label(path):
     except (OSError, ValueError, SyntaxError) as err:
         raise DataError(f"cannot decode label {path}: {err}", path) from None
     if label.ndim == 3:
-        if label.shape[2] >= 3 and (np.array_equal(label[..., 0], label[..., 1])
-                                    and np.array_equal(label[..., 0], label[..., 2])):
+        if label.shape[2] >= 3 and (
+            np.array_equal(label[..., 0], label[..., 1]) and np.array_equal(label[..., 0], label[..., 2])
+        ):
             label = label[..., 0]  # a grey label saved as RGB
         elif label.shape[2] == 2:  # LA
             label = label[..., 0]
         else:
-            raise DataError(f"label {path} is a colour image (mode {mode}); labels must be single-channel "
-                            "class ids - run the dataset converter (tools/dataset_converters/) first", path)
+            raise DataError(
+                f"label {path} is a colour image (mode {mode}); labels must be single-channel "
+                "class ids - run the dataset converter (tools/dataset_converters/) first",
+                path,
+            )
     if label.ndim != 2:
         raise DataError(f"label {path} has unexpected shape {label.shape}", path)
     if label.dtype == bool:
         label = label.astype(np.uint8)
     elif label.dtype != np.uint8:
         if label.size and (label.min() < 0 or label.max() > 255):
-            raise DataError(f"label {path} has values outside 0..255 (min {label.min()}, max {label.max()}, "
-                            f"mode {mode})", path)
+            raise DataError(
+                f"label {path} has values outside 0..255 (min {label.min()}, max {label.max()}, mode {mode})", path
+            )
         label = label.astype(np.uint8)
     return np.ascontiguousarray(label)
 
@@ -156,9 +168,11 @@ def describe_outside_values(hist, num_classes, ignore_index=IGNORE_INDEX, reduce
         shown = ", ".join(str(v) for v in bad[:10])
         return f"values {shown}{more} ({pixels} pixels) are not in 0..{num_classes - 1} or {ignore_index}"
     shown = ", ".join("0 or 255" if v == 255 else str(v + 1) for v in bad[:10])
-    return (f"file values {shown}{more} ({pixels} pixels) are not classes: with reduce_zero_label (applied by "
-            f"this check) file value v is class v-1 and 0 becomes 255, so a label file holds 1..{num_classes} "
-            f"for the classes" + (" and 0 or 255 for ignored pixels" if ignore_index == 255 else ""))
+    return (
+        f"file values {shown}{more} ({pixels} pixels) are not classes: with reduce_zero_label (applied by "
+        f"this check) file value v is class v-1 and 0 becomes 255, so a label file holds 1..{num_classes} "
+        f"for the classes" + (" and 0 or 255 for ignored pixels" if ignore_index == 255 else "")
+    )
 
 
 def check_label_values(label, num_classes, path, ignore_index=IGNORE_INDEX, hist=None, reduced=False):
@@ -169,8 +183,10 @@ def check_label_values(label, num_classes, path, ignore_index=IGNORE_INDEX, hist
     hist = label_histogram(label) if hist is None else hist
     problem = describe_outside_values(hist, num_classes, ignore_index, reduced)
     if problem:
-        raise DataError(f"label {path}: {problem}. Wrong dataset type, an unconverted label, or "
-                        "reduce_zero_label set wrongly?", path)
+        raise DataError(
+            f"label {path}: {problem}. Wrong dataset type, an unconverted label, or reduce_zero_label set wrongly?",
+            path,
+        )
 
 
 # ============================================================================ loading
@@ -209,21 +225,26 @@ class LoadAnnotations:
     def __call__(self, results, rng=None):
         path = results.get('ann_filename')
         if path is None:
-            raise DataError(f"no label for image {results.get('filename')} (the dataset has no ann_dir)",
-                            results.get('filename'))
+            raise DataError(
+                f"no label for image {results.get('filename')} (the dataset has no ann_dir)", results.get('filename')
+            )
         label = read_label(path)
         # the image as loaded (also when LoadAnnotations comes after Resize, as in mmseg 1.x test pipelines)
         shape = results.get('ori_shape') or (results['img'].shape if 'img' in results else None)
         if shape is not None and label.shape != tuple(shape[:2]):
-            raise DataError(f"label {path} is {label.shape[1]}x{label.shape[0]} but its image "
-                            f"{results.get('filename')} is {shape[1]}x{shape[0]} (width x height)", path)
+            raise DataError(
+                f"label {path} is {label.shape[1]}x{label.shape[0]} but its image "
+                f"{results.get('filename')} is {shape[1]}x{shape[0]} (width x height)",
+                path,
+            )
         reduce = self.reduce_zero_label
         if reduce is None:
             reduce = results.get('reduce_zero_label', False)
         if reduce:
             label = reduce_zero_label(label)
-        check_label_values(label, results.get('num_classes'), path, results.get('ignore_index', IGNORE_INDEX),
-                           reduced=bool(reduce))
+        check_label_values(
+            label, results.get('num_classes'), path, results.get('ignore_index', IGNORE_INDEX), reduced=bool(reduce)
+        )
         results['gt_semantic_seg'] = label
         if 'gt_semantic_seg' not in results.setdefault('seg_fields', []):
             results['seg_fields'].append('gt_semantic_seg')
@@ -241,8 +262,13 @@ def rescale_size(w, h, scale):
     return int(w * factor + 0.5), int(h * factor + 0.5)
 
 
-_INTERP = {'nearest': cv2.INTER_NEAREST, 'bilinear': cv2.INTER_LINEAR, 'bicubic': cv2.INTER_CUBIC,
-           'area': cv2.INTER_AREA, 'lanczos': cv2.INTER_LANCZOS4}
+_INTERP = {
+    'nearest': cv2.INTER_NEAREST,
+    'bilinear': cv2.INTER_LINEAR,
+    'bicubic': cv2.INTER_CUBIC,
+    'area': cv2.INTER_AREA,
+    'lanczos': cv2.INTER_LANCZOS4,
+}
 
 
 def _as_scale(value, what):
@@ -266,8 +292,15 @@ class Resize:
       multiple of ``size_divisor`` on each side (SegNeXt's AlignResize for whole-image test).
     """
 
-    def __init__(self, img_scale=None, ratio_range=None, keep_ratio=True, size_divisor=None,
-                 multiscale_mode='range', interpolation='bilinear'):
+    def __init__(
+        self,
+        img_scale=None,
+        ratio_range=None,
+        keep_ratio=True,
+        size_divisor=None,
+        multiscale_mode='range',
+        interpolation='bilinear',
+    ):
         if img_scale is None:
             self.img_scale = None
         elif isinstance(img_scale, list) and img_scale and isinstance(img_scale[0], (list, tuple)):
@@ -332,8 +365,9 @@ class Resize:
         else:
             new_w, new_h = int(scale[0]), int(scale[1])
         if new_w < 1 or new_h < 1:
-            raise DataError(f"Resize: {results.get('filename')} ({w}x{h}) would become {new_w}x{new_h}",
-                            results.get('filename'))
+            raise DataError(
+                f"Resize: {results.get('filename')} ({w}x{h}) would become {new_w}x{new_h}", results.get('filename')
+            )
         steps = [(new_w, new_h)]
         if self.size_divisor:
             aligned = self._align(new_w, new_h)
@@ -362,8 +396,15 @@ class Resize:
 class AlignResize(Resize):
     """SegNeXt's AlignResize: :class:`Resize` with ``size_divisor`` defaulting to 32."""
 
-    def __init__(self, img_scale=None, ratio_range=None, keep_ratio=True, size_divisor=32,
-                 multiscale_mode='range', interpolation='bilinear'):
+    def __init__(
+        self,
+        img_scale=None,
+        ratio_range=None,
+        keep_ratio=True,
+        size_divisor=32,
+        multiscale_mode='range',
+        interpolation='bilinear',
+    ):
         super().__init__(img_scale, ratio_range, keep_ratio, size_divisor, multiscale_mode, interpolation)
 
 
@@ -473,20 +514,22 @@ class Pad:
         if self.size is not None:
             th, tw = self.size
             if h > th or w > tw:
-                raise DataError(f"Pad: {results.get('filename')} is {w}x{h} after the preceding transforms, "
-                                f"larger than Pad.size {tw}x{th} (put RandomCrop before Pad)",
-                                results.get('filename'))
+                raise DataError(
+                    f"Pad: {results.get('filename')} is {w}x{h} after the preceding transforms, "
+                    f"larger than Pad.size {tw}x{th} (put RandomCrop before Pad)",
+                    results.get('filename'),
+                )
         else:
             d = self.size_divisor
             th, tw = int(np.ceil(h / d)) * d, int(np.ceil(w / d)) * d
         if (th, tw) != (h, w):
-            img = cv2.copyMakeBorder(img, 0, th - h, 0, tw - w, cv2.BORDER_CONSTANT,
-                                     value=[self.pad_val] * 4)
+            img = cv2.copyMakeBorder(img, 0, th - h, 0, tw - w, cv2.BORDER_CONSTANT, value=[self.pad_val] * 4)
             if img.ndim == 2:
                 img = img[:, :, None]
             for key in results.get('seg_fields', []):
-                results[key] = cv2.copyMakeBorder(results[key], 0, th - h, 0, tw - w, cv2.BORDER_CONSTANT,
-                                                  value=self.seg_pad_val)
+                results[key] = cv2.copyMakeBorder(
+                    results[key], 0, th - h, 0, tw - w, cv2.BORDER_CONSTANT, value=self.seg_pad_val
+                )
         results['img'] = img
         results['pad_shape'] = img.shape
         results['pad_fixed_size'] = self.size
@@ -509,8 +552,7 @@ class PhotoMetricDistortion:
     mode ``0``: contrast last. Values are clipped to 0..255 after every step.
     """
 
-    def __init__(self, brightness_delta=32, contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
-                 hue_delta=18):
+    def __init__(self, brightness_delta=32, contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5), hue_delta=18):
         self.brightness_delta = brightness_delta
         self.contrast_lower, self.contrast_upper = contrast_range
         self.saturation_lower, self.saturation_upper = saturation_range
@@ -544,8 +586,10 @@ class PhotoMetricDistortion:
     def __call__(self, results, rng=None):
         img = results['img']
         if img.dtype != np.uint8:
-            raise ConfigError("PhotoMetricDistortion needs the uint8 image: put it before Normalize "
-                              "(and use LoadImageFromFile without to_float32)")
+            raise ConfigError(
+                "PhotoMetricDistortion needs the uint8 image: put it before Normalize "
+                "(and use LoadImageFromFile without to_float32)"
+            )
         img = self.brightness(img, rng)
         mode = rng.integers(2)
         if mode == 1:
@@ -578,8 +622,9 @@ class Normalize:
         np.subtract(img, self.mean, out=out, dtype=np.float32)  # (img - mean) * (1 / std), like mmcv
         np.multiply(out, self.stdinv, out=out)
         results['img'] = out
-        results['img_norm_cfg'] = dict(mean=self.mean.ravel().tolist(), std=self.std.ravel().tolist(),
-                                       to_rgb=self.to_rgb)
+        results['img_norm_cfg'] = dict(
+            mean=self.mean.ravel().tolist(), std=self.std.ravel().tolist(), to_rgb=self.to_rgb
+        )
         return results
 
 
@@ -606,10 +651,15 @@ class MultiScaleFlipAug:
     """
 
     def __init__(self, transforms, img_scale=None, img_ratios=None, flip=False, flip_direction='horizontal'):
-        if flip or (img_ratios is not None and list(np.atleast_1d(img_ratios)) != [1.0]) \
-                or (isinstance(img_scale, list) and len(img_scale) > 1):
-            raise ConfigError("MultiScaleFlipAug: only the single-scale, no-flip form is supported in "
-                              "pipelines; use the evaluator's multi-scale + flip option (tools/test.py --ms-flip)")
+        if (
+            flip
+            or (img_ratios is not None and list(np.atleast_1d(img_ratios)) != [1.0])
+            or (isinstance(img_scale, list) and len(img_scale) > 1)
+        ):
+            raise ConfigError(
+                "MultiScaleFlipAug: only the single-scale, no-flip form is supported in "
+                "pipelines; use the evaluator's multi-scale + flip option (tools/test.py --ms-flip)"
+            )
         if isinstance(img_scale, list):
             img_scale = img_scale[0]
         inner = copy.deepcopy([dict(t) for t in transforms])
@@ -656,8 +706,10 @@ def build_transform(cfg, where='pipeline'):
     kwargs = dict(cfg)
     name = kwargs.pop('type')
     if name not in TRANSFORMS:
-        raise ConfigError(f"{where}: unknown transform type {name!r}{did_you_mean(name, TRANSFORMS)}; "
-                          f"known: {', '.join(sorted(TRANSFORMS))}")
+        raise ConfigError(
+            f"{where}: unknown transform type {name!r}{did_you_mean(name, TRANSFORMS)}; "
+            f"known: {', '.join(sorted(TRANSFORMS))}"
+        )
     cls = TRANSFORMS[name]
     check_kwargs(cls.__init__, kwargs, f"{where}.{name}")
     try:

@@ -12,6 +12,7 @@ the graph holds one fixed (S, D, R) set as a constant, shared by every sample of
 that ``NMF2D.seeded_bases`` draws from ``ham_kwargs.seed``, or from :data:`DEFAULT_NMF_SEED` when
 the config sets none. A jsegnext model with the same seed gives the same outputs.
 """
+
 import math
 
 import numpy as np
@@ -20,8 +21,17 @@ from ..checkpoint_io import atomic_write_bytes
 from ..errors import DeployError, MissingDependencyError
 from ..models.ham_head import NMF2D, Hamburger, LightHamHead
 from ..models.layers import BatchNorm2d, ChannelLayerNorm, Conv1x1, ConvModule, DropPath, GroupNorm
-from ..models.mscan import (MSCAN, GELU, AttentionModule, Block, DWConv, Mlp, OverlapPatchEmbed,
-                            SpatialAttention, StemConv)
+from ..models.mscan import (
+    GELU,
+    MSCAN,
+    AttentionModule,
+    Block,
+    DWConv,
+    Mlp,
+    OverlapPatchEmbed,
+    SpatialAttention,
+    StemConv,
+)
 from ..models.segmentor import EncoderDecoder
 from ..ops.depthwise_conv import DepthwiseConv2d
 from ..ops.strip_conv import StripConv
@@ -51,8 +61,10 @@ def emit(g, module, name, *inputs, **kwargs):
     """Append the ops of ``module`` (named ``name``) applied to ``inputs``; returns its output(s)."""
     emitter = EMITTERS.get(type(module))
     if emitter is None:
-        raise ExportError(f"no ONNX emitter for {type(module).__name__} (at {name or 'the model'!r}); "
-                          "add one to jsegnext.deploy.export.EMITTERS")
+        raise ExportError(
+            f"no ONNX emitter for {type(module).__name__} (at {name or 'the model'!r}); "
+            "add one to jsegnext.deploy.export.EMITTERS"
+        )
     return emitter(g, module, name, *inputs, **kwargs)
 
 
@@ -89,14 +101,31 @@ def _conv(g, x, name, weight, bias=None, stride=(1, 1), padding=(0, 0), groups=1
     inputs = [x, g.const(weight, f"{name}.weight")]
     if bias is not None:
         inputs.append(g.const(bias, f"{name}.bias"))
-    return g.op("Conv", inputs, name, kernel_shape=list(weight.shape[2:]), strides=list(stride),
-                pads=[padding[0], padding[1], padding[0], padding[1]], group=groups, dilations=list(dilation))
+    return g.op(
+        "Conv",
+        inputs,
+        name,
+        kernel_shape=list(weight.shape[2:]),
+        strides=list(stride),
+        pads=[padding[0], padding[1], padding[0], padding[1]],
+        group=groups,
+        dilations=list(dilation),
+    )
 
 
 # ----------------------------------------------------------------------------- layers
 def emit_conv2d(g, m, name, x):
-    return _conv(g, x, name, _array(m.weight), None if m.bias is None else _array(m.bias),
-                 m.stride, m.padding, m.groups, m.dilation)
+    return _conv(
+        g,
+        x,
+        name,
+        _array(m.weight),
+        None if m.bias is None else _array(m.bias),
+        m.stride,
+        m.padding,
+        m.groups,
+        m.dilation,
+    )
 
 
 def emit_conv1x1(g, m, name, x):
@@ -106,14 +135,22 @@ def emit_conv1x1(g, m, name, x):
 def emit_strip_conv(g, m, name, x):
     k = m.kernel_size
     padding = (0, k // 2) if m.orientation == "h" else (k // 2, 0)
-    return _conv(g, x, name, _array(m.weight), None if m.bias is None else _array(m.bias),
-                 padding=padding, groups=m.channels)
+    return _conv(
+        g, x, name, _array(m.weight), None if m.bias is None else _array(m.bias), padding=padding, groups=m.channels
+    )
 
 
 def emit_depthwise_conv(g, m, name, x):
     k = m.kernel_size
-    return _conv(g, x, name, _array(m.weight), None if m.bias is None else _array(m.bias),
-                 padding=(k // 2, k // 2), groups=m.channels)
+    return _conv(
+        g,
+        x,
+        name,
+        _array(m.weight),
+        None if m.bias is None else _array(m.bias),
+        padding=(k // 2, k // 2),
+        groups=m.channels,
+    )
 
 
 def emit_batch_norm(g, m, name, x):
@@ -121,8 +158,14 @@ def emit_batch_norm(g, m, name, x):
     var, mean = _array(m.running_var), _array(m.running_mean)
     scale = _array(m.weight) / np.sqrt(var + np.float32(m.eps))
     shift = _array(m.bias) - mean * scale
-    return g.op("Add", [g.op("Mul", [x, _per_channel(g, scale, f"{name}.scale")], f"{name}.scaled"),
-                        _per_channel(g, shift, f"{name}.shift")], name)
+    return g.op(
+        "Add",
+        [
+            g.op("Mul", [x, _per_channel(g, scale, f"{name}.scale")], f"{name}.scaled"),
+            _per_channel(g, shift, f"{name}.shift"),
+        ],
+        name,
+    )
 
 
 def emit_channel_layer_norm(g, m, name, x):
@@ -306,11 +349,15 @@ def build_onnx(model, input_shape=(512, 512), dynamic=False, opset=DEFAULT_OPSET
     if onnx is None:
         raise MissingDependencyError(MISSING)
     if not MIN_OPSET <= int(opset) <= onnx.defs.onnx_opset_version():
-        raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
-                          f"(default {DEFAULT_OPSET})")
+        raise ExportError(
+            f"opset {opset} is not supported: use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
+            f"(default {DEFAULT_OPSET})"
+        )
     if getattr(model, "is_fused", False):
-        raise ExportError("this is the fused inference copy (init_model's default); export the model as built: "
-                          "init_model(config, checkpoint, fuse=False)")
+        raise ExportError(
+            "this is the fused inference copy (init_model's default); export the model as built: "
+            "init_model(config, checkpoint, fuse=False)"
+        )
     h, w = (int(s) for s in input_shape)
     if h < 1 or w < 1 or batch_size < 1:
         raise ExportError(f"input shape must be positive, got batch {batch_size}, {h}x{w}")
@@ -320,15 +367,20 @@ def build_onnx(model, input_shape=(512, 512), dynamic=False, opset=DEFAULT_OPSET
     classes = model.num_classes
     in_shape = ["batch", 3, "height", "width"] if dynamic else [batch_size, 3, h, w]
     out_shape = ["batch", classes, "height", "width"] if dynamic else [batch_size, classes, h, w]
-    metadata = {"num_classes": classes, "nmf_seed": g.nmf_seed, "dynamic": int(bool(dynamic)),
-                "input_shape": "x".join(str(s) for s in in_shape),
-                "nmf_bases": f"fixed: NMF2D.seeded_bases(seed={g.nmf_seed}), the same for every sample "
-                             "(the reference draws random bases on every forward pass)"}
+    metadata = {
+        "num_classes": classes,
+        "nmf_seed": g.nmf_seed,
+        "dynamic": int(bool(dynamic)),
+        "input_shape": "x".join(str(s) for s in in_shape),
+        "nmf_bases": f"fixed: NMF2D.seeded_bases(seed={g.nmf_seed}), the same for every sample "
+        "(the reference draws random bases on every forward pass)",
+    }
     return g.model([tensor_info(INPUT, in_shape)], [tensor_info(OUTPUT, out_shape)], metadata)
 
 
-def export_onnx(model, path, input_shape=(512, 512), dynamic=False, opset=DEFAULT_OPSET, nmf_seed=None,
-                batch_size=1, check=True):
+def export_onnx(
+    model, path, input_shape=(512, 512), dynamic=False, opset=DEFAULT_OPSET, nmf_seed=None, batch_size=1, check=True
+):
     """Write ``model`` (an EncoderDecoder) as an ONNX file: input ``image`` (N, 3, H, W) float32, the
     normalised image as the test pipeline gives it; output ``logits`` (N, classes, H, W).
 

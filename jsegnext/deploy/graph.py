@@ -1,4 +1,5 @@
 """A small ONNX graph builder: named nodes and constants, and the few ops whose form changes with the opset."""
+
 import numpy as np
 
 from ..errors import MissingDependencyError
@@ -72,16 +73,16 @@ class GraphBuilder:
         """Bilinear resize of NCHW ``x`` to the height and width of ``like`` (a value name), PyTorch's
         ``align_corners=False``: ONNX ``half_pixel`` coordinates (negative source positions clamp to 0)."""
         sizes = self.op("Concat", [self.dims(x, 0, 2, hint), self.dims(like, 2, 4, hint)], f"{hint}.sizes", axis=0)
-        return self.op("Resize", [x, "", "", sizes], hint, mode="linear",
-                       coordinate_transformation_mode="half_pixel")
+        return self.op("Resize", [x, "", "", sizes], hint, mode="linear", coordinate_transformation_mode="half_pixel")
 
     # --------------------------------------------------------------- the model
     def model(self, inputs, outputs, metadata=None, name="jsegnext"):
         graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
         opsets = [helper.make_opsetid("", self.opset)]
         # The opset's own IR version, not the newest onnx knows, so that older onnxruntime builds read it.
-        model = helper.make_model(graph, opset_imports=opsets, producer_name="jsegnext",
-                                  ir_version=helper.find_min_ir_version_for(opsets))
+        model = helper.make_model(
+            graph, opset_imports=opsets, producer_name="jsegnext", ir_version=helper.find_min_ir_version_for(opsets)
+        )
         for key, value in (metadata or {}).items():
             model.metadata_props.add(key=key, value=str(value))
         return model
@@ -90,4 +91,3 @@ class GraphBuilder:
 def tensor_info(name, shape):
     """A float32 graph input/output; ``shape`` entries are ints or symbolic names (str)."""
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
-

@@ -5,6 +5,7 @@ call on a model — ``encode_decode``, ``inference`` (whole or sliding window pe
 ``num_classes``, ``cfg``, ``eval``/``train`` — so sliding windows, flips and scales run around the
 graph exactly as around the Jittor model (the same code: ``jsegnext.models.segmentor.run_inference``).
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from ..errors import DeployError, MissingDependencyError
 from ..models.segmentor import check_test_cfg, run_inference
 from ..runtime import jt
 
-MISSING = ('--backend onnxruntime needs the "onnxruntime" package: pip install -e ".[deploy]" '
-           '(or pip install onnxruntime)')
+MISSING = (
+    '--backend onnxruntime needs the "onnxruntime" package: pip install -e ".[deploy]" (or pip install onnxruntime)'
+)
 
 
 class OnnxModelError(DeployError):
@@ -62,7 +64,8 @@ class OnnxSegmentor:
                 raise OnnxModelError(
                     f"{self.path} was exported for input {'x'.join(map(str, self.input_shape))} and gets "
                     f"{'x'.join(map(str, shape))}: export with --dynamic (or --shape matching the test "
-                    "pipeline / slide crop_size)")
+                    "pipeline / slide crop_size)"
+                )
 
     def encode_decode(self, img):
         """Logits (N, classes, H, W) of a normalised image batch (N, 3, H, W) — a Jittor Var in and out."""
@@ -101,8 +104,10 @@ def init_onnx_model(config, onnx_path, options=None, providers=None):
     model = OnnxSegmentor(onnx_path, model_cfg.get("test_cfg"), providers)
     classes = (model_cfg.get("decode_head") or {}).get("num_classes")
     if model.num_classes is not None and classes is not None and model.num_classes != classes:
-        raise OnnxModelError(f"{onnx_path} predicts {model.num_classes} classes but the config's "
-                             f"model.decode_head.num_classes is {classes}")
+        raise OnnxModelError(
+            f"{onnx_path} predicts {model.num_classes} classes but the config's "
+            f"model.decode_head.num_classes is {classes}"
+        )
     if model.num_classes is None:
         model.num_classes = classes
     model.cfg = cfg

@@ -42,6 +42,7 @@ Crash safety (``kill -9`` at any instant, power loss):
   hand-copied file, or a file system without symlinks still resumes from the last good state;
 * old checkpoints are deleted (``max_keep``) only after the new one and the link are in place.
 """
+
 import os
 import random
 import re
@@ -62,9 +63,20 @@ _BEST = re.compile(r"^best_.*\.pkl$")
 _CHECKPOINT = re.compile(r"^(iter_\d+.*|latest|best_.*)\.pkl$")
 _TMP = re.compile(r"^\.((?:iter_\d+.*|latest|best_.*)\.pkl)\.tmp-(\d+)$")
 
-__all__ = ["CheckpointError", "CheckpointManager", "save_checkpoint", "read_training_checkpoint",
-           "load_training_state", "is_complete_checkpoint", "rng_state", "restore_rng_state",
-           "iteration_seed", "optimizer_state", "load_optimizer_state", "new_run_id"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointManager",
+    "save_checkpoint",
+    "read_training_checkpoint",
+    "load_training_state",
+    "is_complete_checkpoint",
+    "rng_state",
+    "restore_rng_state",
+    "iteration_seed",
+    "optimizer_state",
+    "load_optimizer_state",
+    "new_run_id",
+]
 
 is_complete_checkpoint = checkpoint_io.is_complete
 
@@ -109,22 +121,32 @@ def model_state_numpy(model):
 def _buffer_keys(group):
     """Keys of per-parameter optimiser buffers in a Jittor param group (lists aligned with params)."""
     n = len(group["params"])
-    return sorted(k for k, v in group.items()
-                  if k not in ("params", "grads", "param_names") and isinstance(v, list) and len(v) == n
-                  and all(isinstance(x, jt.Var) for x in v))
+    return sorted(
+        k
+        for k, v in group.items()
+        if k not in ("params", "grads", "param_names")
+        and isinstance(v, list)
+        and len(v) == n
+        and all(isinstance(x, jt.Var) for x in v)
+    )
 
 
 def optimizer_state(optimizer):
     """Step count and per-parameter buffers of a Jittor optimiser, as NumPy."""
     groups = []
     for group in optimizer.param_groups:
-        groups.append({
-            "param_names": list(group.get("param_names", [])),
-            "shapes": [tuple(p.shape) for p in group["params"]],
-            "buffers": {k: [v.numpy() for v in group[k]] for k in _buffer_keys(group)},
-            "hyper": {k: group[k] for k in ("lr", "initial_lr", "weight_decay", "lr_mult", "decay_mult",
-                                             "custom_key") if k in group},
-        })
+        groups.append(
+            {
+                "param_names": list(group.get("param_names", [])),
+                "shapes": [tuple(p.shape) for p in group["params"]],
+                "buffers": {k: [v.numpy() for v in group[k]] for k in _buffer_keys(group)},
+                "hyper": {
+                    k: group[k]
+                    for k in ("lr", "initial_lr", "weight_decay", "lr_mult", "decay_mult", "custom_key")
+                    if k in group
+                },
+            }
+        )
     return {"type": type(optimizer).__name__, "n_step": int(optimizer.n_step), "groups": groups}
 
 
@@ -135,8 +157,10 @@ def load_optimizer_state(optimizer, state, source="checkpoint"):
         raise CheckpointError(f"{source}: optimizer state is for {state.get('type')}, not {kind}")
     saved = state["groups"]
     if len(saved) != len(optimizer.param_groups):
-        raise CheckpointError(f"{source}: optimizer has {len(saved)} parameter groups in the checkpoint, "
-                              f"{len(optimizer.param_groups)} now (another model or paramwise_cfg?)")
+        raise CheckpointError(
+            f"{source}: optimizer has {len(saved)} parameter groups in the checkpoint, "
+            f"{len(optimizer.param_groups)} now (another model or paramwise_cfg?)"
+        )
     for i, (group, old) in enumerate(zip(optimizer.param_groups, saved)):
         names = list(group.get("param_names", []))
         if names and old["param_names"] and names != old["param_names"]:
@@ -147,7 +171,9 @@ def load_optimizer_state(optimizer, state, source="checkpoint"):
             raise CheckpointError(f"{source}: optimizer group {i} parameter shapes differ from the model's")
         keys = _buffer_keys(group)
         if sorted(old["buffers"]) != keys:
-            raise CheckpointError(f"{source}: optimizer group {i} has buffers {sorted(old['buffers'])}, expected {keys}")
+            raise CheckpointError(
+                f"{source}: optimizer group {i} has buffers {sorted(old['buffers'])}, expected {keys}"
+            )
     for group, old in zip(optimizer.param_groups, saved):
         for key, arrays in old["buffers"].items():
             for var, arr in zip(group[key], arrays):
@@ -187,14 +213,15 @@ def load_training_state(path, model, optimizer=None, restore_rng=True):
     load_state(model, ckpt["state_dict"], source=os.fspath(path))
     if optimizer is not None:
         if "optimizer" not in ckpt:
-            raise CheckpointError(f"{path}: holds no optimizer state, cannot resume training from it "
-                                  "(use it as load_from to start a new run from these weights)")
+            raise CheckpointError(
+                f"{path}: holds no optimizer state, cannot resume training from it "
+                "(use it as load_from to start a new run from these weights)"
+            )
         load_optimizer_state(optimizer, ckpt["optimizer"], source=os.fspath(path))
     meta = ckpt["meta"]
     if restore_rng:
         restore_rng_state(meta.get("rng"))
     return meta
-
 
 
 # ---------------------------------------------------------------------------------- manager
@@ -354,7 +381,7 @@ class CheckpointManager:
         link = self.path(LATEST)
         if os.path.islink(link):
             protected.add(self.path(os.path.basename(os.readlink(link))))
-        for _, path in ours[:-self.max_keep] if len(ours) > self.max_keep else []:
+        for _, path in ours[: -self.max_keep] if len(ours) > self.max_keep else []:
             if path not in protected:
                 self._remove(path)
 

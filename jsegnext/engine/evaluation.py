@@ -3,6 +3,7 @@
 With MPI each process takes every ``world_size``-th image and the per-class counts are summed
 across processes, so the result equals a single-process run.
 """
+
 import copy
 import os
 from contextlib import contextmanager
@@ -12,8 +13,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..config import ConfigError
 from ..comm import get_rank, get_world_size
+from ..config import ConfigError
 from ..datasets import build_pipeline
 from ..models.fuse import fuse_segmentor
 from ..runtime import jt
@@ -70,9 +71,11 @@ def scaled_pipeline(pipeline_cfg, ratio):
     inner Resize. A pipeline with nothing to scale is a ConfigError (every "scale" would be the same)."""
     cfg = copy.deepcopy([dict(t) for t in pipeline_cfg])
     if not _scale_resizes(cfg, ratio):
-        raise ConfigError("multi-scale testing (--ms-flip) needs an img_scale to scale, and the test pipeline has "
-                          "none: add dict(type='Resize', img_scale=(W, H), keep_ratio=True) to test_pipeline "
-                          "(or give MultiScaleFlipAug an img_scale)")
+        raise ConfigError(
+            "multi-scale testing (--ms-flip) needs an img_scale to scale, and the test pipeline has "
+            "none: add dict(type='Resize', img_scale=(W, H), keep_ratio=True) to test_pipeline "
+            "(or give MultiScaleFlipAug an img_scale)"
+        )
     return cfg
 
 
@@ -104,8 +107,17 @@ def predict(model, sample_views, out_size, flip=False):
         return predict_probs(model, sample_views, out_size, flip).argmax(dim=1)[0].numpy()[0]
 
 
-def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, show_dir=None,
-             progress=True, max_images=None, fuse=True):
+def evaluate(
+    model,
+    dataset,
+    ms_flip=False,
+    ratios=MS_RATIOS,
+    save_preds=None,
+    show_dir=None,
+    progress=True,
+    max_images=None,
+    fuse=True,
+):
     """Run inference over ``dataset`` and return the metrics dict (percent) of IoUAccumulator.summary.
 
     ``fuse``: infer with the fused copy of a Jittor ``model`` (``jsegnext.models.fuse``; ``model``
@@ -137,7 +149,7 @@ def evaluate(model, dataset, ms_flip=False, ratios=MS_RATIOS, save_preds=None, s
 def overlay(image_bgr, label, palette, opacity=0.5, ignore_index=255):
     """Blend a colour-coded label map over a BGR image (ignored pixels left untouched)."""
     colours = np.zeros((256, 3), np.uint8)
-    colours[:len(palette)] = np.asarray(palette, np.uint8)[:, ::-1]  # palette is RGB
+    colours[: len(palette)] = np.asarray(palette, np.uint8)[:, ::-1]  # palette is RGB
     coloured = colours[label]
     out = image_bgr.astype(np.float32)
     mask = label != ignore_index
@@ -154,7 +166,7 @@ def output_name(dataset, index):
     relative = Path(os.path.relpath(os.path.abspath(dataset.img_files[index]), base))
     name = Path(*[p for p in relative.parts if p != ".."]).as_posix()
     suffix = dataset.img_suffix
-    return name[:-len(suffix)] if suffix and name.endswith(suffix) else str(Path(name).with_suffix(""))
+    return name[: -len(suffix)] if suffix and name.endswith(suffix) else str(Path(name).with_suffix(""))
 
 
 def _write_png(path, array):

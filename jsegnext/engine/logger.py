@@ -1,4 +1,5 @@
 """Training logs: one JSON object per line (``log.jsonl``), written by rank 0 only."""
+
 import json
 import math
 import os
@@ -97,4 +98,3 @@ class JsonlLogger:
 
     def __exit__(self, *exc):
         self.close()
-

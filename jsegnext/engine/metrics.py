@@ -25,6 +25,7 @@ are exact int64 (mmseg sums float32 ``histc`` tensors), and :meth:`IoUAccumulato
 returns unrounded percentages (mmseg rounds to 2 decimals before reporting);
 :func:`format_metrics_table` rounds to 2 decimals like mmseg's tables.
 """
+
 import warnings
 from collections import OrderedDict
 
@@ -172,9 +173,9 @@ def _table(header, rows):
 
 def format_metrics_table(summary):
     """mmseg-style text: the per-class IoU/Acc table, then the aAcc/mIoU/mAcc summary (2 decimals)."""
-    per_class = _table(["Class", "IoU", "Acc"],
-                       [[name, _fmt(summary["IoU"][name]), _fmt(summary["Acc"].get(name))]
-                        for name in summary["IoU"]])
-    overall = _table(["aAcc", "mIoU", "mAcc"],
-                     [[_fmt(summary["aAcc"]), _fmt(summary["mIoU"]), _fmt(summary["mAcc"])]])
+    per_class = _table(
+        ["Class", "IoU", "Acc"],
+        [[name, _fmt(summary["IoU"][name]), _fmt(summary["Acc"].get(name))] for name in summary["IoU"]],
+    )
+    overall = _table(["aAcc", "mIoU", "mAcc"], [[_fmt(summary["aAcc"]), _fmt(summary["mIoU"]), _fmt(summary["mAcc"])]])
     return f"per class results:\n{per_class}\nSummary:\n{overall}"

@@ -42,13 +42,20 @@ AdamW is Jittor's ``jt.optim.AdamW``, whose update equals PyTorch's: decoupled d
 gradient from the loss receives a zero gradient in Jittor (so it still decays), where PyTorch
 skips it; every SegNeXt parameter takes part in the loss.
 """
+
 import math
 from collections.abc import Mapping
 
 from ..runtime import jt
 
-_UNSUPPORTED_PARAMWISE = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
-                          "dcn_offset_lr_mult", "flat_decay_mult")
+_UNSUPPORTED_PARAMWISE = (
+    "bias_lr_mult",
+    "bias_decay_mult",
+    "norm_decay_mult",
+    "dwconv_decay_mult",
+    "dcn_offset_lr_mult",
+    "flat_decay_mult",
+)
 
 
 def sorted_custom_keys(custom_keys):
@@ -104,10 +111,16 @@ def build_param_groups(model, base_lr, base_wd=None, paramwise_cfg=None):
         if key not in by_key:
             opts = custom_keys.get(key, {})
             lr_mult, decay_mult = float(opts.get("lr_mult", 1.0)), float(opts.get("decay_mult", 1.0))
-            group = {"params": [], "param_names": [], "custom_key": key,
-                     "lr_mult": lr_mult, "decay_mult": decay_mult,
-                     "lr": base_lr * lr_mult, "initial_lr": base_lr * lr_mult,
-                     "weight_decay": (base_wd or 0.0) * decay_mult}
+            group = {
+                "params": [],
+                "param_names": [],
+                "custom_key": key,
+                "lr_mult": lr_mult,
+                "decay_mult": decay_mult,
+                "lr": base_lr * lr_mult,
+                "initial_lr": base_lr * lr_mult,
+                "weight_decay": (base_wd or 0.0) * decay_mult,
+            }
             by_key[key] = group
             groups.append(group)
         by_key[key]["params"].append(var)
@@ -161,17 +174,21 @@ def _no_leftovers(kind, cfg):
 
 def describe_param_groups(optimizer, examples=3):
     """A few readable lines: per group, the rule that made it, lr, weight decay, sizes, examples."""
-    lines = [f"optimizer {getattr(optimizer, 'jsegnext_type', type(optimizer).__name__)}: "
-             f"{len(optimizer.param_groups)} parameter groups"]
+    lines = [
+        f"optimizer {getattr(optimizer, 'jsegnext_type', type(optimizer).__name__)}: "
+        f"{len(optimizer.param_groups)} parameter groups"
+    ]
     for i, group in enumerate(optimizer.param_groups):
         names = group.get("param_names", [])
         numel = sum(int(math.prod(p.shape)) for p in group["params"])
         key = group.get("custom_key")
         rule = f"custom key {key!r}" if key is not None else "default"
         shown = ", ".join(names[:examples]) + (f", ... ({len(names) - examples} more)" if len(names) > examples else "")
-        lines.append(f"  group {i} [{rule}]: lr {group.get('initial_lr', group.get('lr', optimizer.lr)):.3g} "
-                     f"(x{group.get('lr_mult', 1.0):g}), weight_decay {group.get('weight_decay', 0.0):g} "
-                     f"(x{group.get('decay_mult', 1.0):g}), {len(group['params'])} tensors, {numel:,} values: {shown}")
+        lines.append(
+            f"  group {i} [{rule}]: lr {group.get('initial_lr', group.get('lr', optimizer.lr)):.3g} "
+            f"(x{group.get('lr_mult', 1.0):g}), weight_decay {group.get('weight_decay', 0.0):g} "
+            f"(x{group.get('decay_mult', 1.0):g}), {len(group['params'])} tensors, {numel:,} values: {shown}"
+        )
     return "\n".join(lines)
 
 
@@ -190,8 +207,17 @@ class PolyLrSchedule:
     ``apply(it)`` / ``apply(optimizer, it)`` writes the lrs into the groups and returns group 0's lr.
     """
 
-    def __init__(self, base_lrs, max_iters, power=1.0, min_lr=0.0, warmup="linear", warmup_iters=1500,
-                 warmup_ratio=1e-6, by_epoch=False):
+    def __init__(
+        self,
+        base_lrs,
+        max_iters,
+        power=1.0,
+        min_lr=0.0,
+        warmup="linear",
+        warmup_iters=1500,
+        warmup_ratio=1e-6,
+        by_epoch=False,
+    ):
         if by_epoch:
             raise NotImplementedError("only iteration-based schedules (by_epoch=False) are supported")
         if warmup is not None:

@@ -5,6 +5,7 @@ log → checkpoint → validation. Everything needed to continue exactly (weight
 moments, iteration, RNG states, the data order) is in each checkpoint, so ``--resume`` after a
 crash (even ``kill -9`` while a checkpoint was being written) continues as if never stopped.
 """
+
 import math
 import os
 import time
@@ -13,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..config_check import validate_config
 from ..comm import get_rank, is_main_process, mean_over_processes
+from ..config_check import validate_config
 from ..datasets import SeededSampler, build_dataloader, build_dataset
 from ..errors import CheckpointError, ConfigError, JSegNeXtError
 from ..models import build_segmentor
@@ -61,8 +62,9 @@ def prepare_work_dir(work_dir):
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise ConfigError(f"work dir {work_dir} is not writable ({err.strerror or err}); "
-                          "give another --work-dir") from None
+        raise ConfigError(
+            f"work dir {work_dir} is not writable ({err.strerror or err}); give another --work-dir"
+        ) from None
 
 
 class Trainer:
@@ -86,8 +88,9 @@ class Trainer:
         self.val_set = build_dataset(cfg.data.val) if cfg.data.get("val") else None
         self.batch_size = int(cfg.data.batch_size)
         if len(self.train_set) < self.batch_size:
-            raise ConfigError(f"the training set has {len(self.train_set)} images, fewer than "
-                              f"data.batch_size={self.batch_size}")
+            raise ConfigError(
+                f"the training set has {len(self.train_set)} images, fewer than data.batch_size={self.batch_size}"
+            )
         try:
             self.optimizer = build_optimizer(self.model, cfg.optimizer)
             lr_cfg = {k: v for k, v in cfg.lr_config.items() if k != "policy"}
@@ -119,7 +122,8 @@ class Trainer:
         if not os.path.exists(pretrained):
             raise ConfigError(
                 f"pretrained encoder weights {pretrained!r} not found; download the ImageNet MSCAN weights "
-                "(see README), or set `pretrained=None` to train from scratch")
+                "(see README), or set `pretrained=None` to train from scratch"
+            )
         report = load_checkpoint(self.model, pretrained)
         total = sum(1 for k in self.model.state_dict() if k.startswith("backbone."))
         _log(f"PRETRAINED {pretrained}: loaded {len(report.loaded)}/{total} encoder tensors; {report.summary()}")
@@ -148,17 +152,25 @@ class Trainer:
         existing = self.checkpoints.existing()
         if existing and not self.overwrite:
             shown = ", ".join(existing[:4]) + (f", ... ({len(existing)} files)" if len(existing) > 4 else "")
-            raise ConfigError(f"work dir {self.work_dir} already holds checkpoints of another run ({shown}); "
-                              "continue that run with --resume, or give another --work-dir "
-                              "(--overwrite starts a new run there anyway, replacing files of the same names)")
+            raise ConfigError(
+                f"work dir {self.work_dir} already holds checkpoints of another run ({shown}); "
+                "continue that run with --resume, or give another --work-dir "
+                "(--overwrite starts a new run there anyway, replacing files of the same names)"
+            )
 
     # ------------------------------------------------------------------ loop
     def _batches(self):
         """Endless (epoch, batch) stream positioned at ``self.iter``."""
         per_epoch = len(self.train_set) // self.batch_size
         epoch, skip = divmod(self.iter, per_epoch)
-        loader = build_dataloader(self.train_set, self.batch_size, shuffle=True, drop_last=True, seed=self.seed,
-                                  num_workers=int(self.cfg.data.get("num_workers", 0)))
+        loader = build_dataloader(
+            self.train_set,
+            self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            seed=self.seed,
+            num_workers=int(self.cfg.data.get("num_workers", 0)),
+        )
         while True:
             loader.set_epoch(epoch)
             loader.sampler = SeededSampler(loader, shuffle=True, start=skip * self.batch_size)
@@ -167,8 +179,7 @@ class Trainer:
             epoch, skip = epoch + 1, 0
 
     def _meta(self):
-        return {"iter": self.iter, "best_mIoU": self.best_miou, "seed": self.seed,
-                "config": self.cfg.to_dict()}
+        return {"iter": self.iter, "best_mIoU": self.best_miou, "seed": self.seed, "config": self.cfg.to_dict()}
 
     def train(self):
         if not self.resumed:
@@ -180,8 +191,7 @@ class Trainer:
                 if dropped:
                     _log(f"{dropped} log.jsonl records of iterations after {self.iter} removed (they are run again)")
         self.model.train()
-        bar = tqdm(total=self.max_iters, initial=self.iter, desc="train", disable=not self.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(total=self.max_iters, initial=self.iter, desc="train", disable=not self.progress, dynamic_ncols=True)
         window, started = [], time.time()
         batches = self._batches()
         while self.iter < self.max_iters:
@@ -210,9 +220,14 @@ class Trainer:
         return self.checkpoints.latest()
 
     def _log_train(self, losses, lr, started):
-        record = {"mode": "train", "iter": self.iter, "loss": float(np.mean(losses)), "lr": lr,
-                  "time": (time.time() - started) / max(len(losses), 1),
-                  "memory_mb": _memory_mb()}
+        record = {
+            "mode": "train",
+            "iter": self.iter,
+            "loss": float(np.mean(losses)),
+            "lr": lr,
+            "time": (time.time() - started) / max(len(losses), 1),
+            "memory_mb": _memory_mb(),
+        }
         if self.logger:
             self.logger.log(record)
 
@@ -222,8 +237,13 @@ class Trainer:
 
     def validate(self):
         metrics = evaluate(self.model, self.val_set, progress=self.progress, fuse=self.eval_fuse)
-        record = {"mode": "val", "iter": self.iter, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
-                  "mAcc": metrics["mAcc"]}
+        record = {
+            "mode": "val",
+            "iter": self.iter,
+            "mIoU": metrics["mIoU"],
+            "aAcc": metrics["aAcc"],
+            "mAcc": metrics["mAcc"],
+        }
         _log(f"iter {self.iter}: mIoU {metrics['mIoU']:.2f}  aAcc {metrics['aAcc']:.2f}  mAcc {metrics['mAcc']:.2f}")
         if self.logger:
             self.logger.log(record)
@@ -239,7 +259,8 @@ class Trainer:
         raise TrainingDiverged(
             f"loss became {value} at iteration {self.iter + 1}; training stopped. The weights before this "
             f"step are saved as iter_{self.iter}_before_nonfinite.pkl; last periodic checkpoint: {last}. "
-            "Lower the learning rate or check the data (labels outside the classes?).")
+            "Lower the learning rate or check the data (labels outside the classes?)."
+        )
 
 
 def _memory_mb():

@@ -1,4 +1,5 @@
 """SegNeXt models and the builder that turns a config's ``model`` dict into one."""
+
 import jittor as jt
 
 from ..config import ConfigError, check_kwargs, did_you_mean
@@ -6,8 +7,20 @@ from .ham_head import NMF2D, Hamburger, LightHamHead
 from .mscan import MSCAN, MSCAN_SETTINGS
 from .segmentor import EncoderDecoder, check_test_cfg, cross_entropy, run_inference, slide_inference, slide_windows
 
-__all__ = ["build_segmentor", "EncoderDecoder", "MSCAN", "MSCAN_SETTINGS", "LightHamHead", "Hamburger",
-           "NMF2D", "cross_entropy", "slide_windows", "slide_inference", "run_inference", "check_test_cfg"]
+__all__ = [
+    "build_segmentor",
+    "EncoderDecoder",
+    "MSCAN",
+    "MSCAN_SETTINGS",
+    "LightHamHead",
+    "Hamburger",
+    "NMF2D",
+    "cross_entropy",
+    "slide_windows",
+    "slide_inference",
+    "run_inference",
+    "check_test_cfg",
+]
 
 _TYPES = {"EncoderDecoder": EncoderDecoder, "MSCAN": MSCAN, "LightHamHead": LightHamHead}
 

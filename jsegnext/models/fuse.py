@@ -37,13 +37,14 @@ The fused model is for inference only: ``loss()`` and ``state_dict()`` raise (it
 cannot be saved as a checkpoint: save the model it was fused from), ``train()`` leaves it in eval
 mode.
 """
+
 import copy
 
 import numpy as np
 
 from ..ops.depthwise_conv import depthwise_conv2d
-from ..ops.resize import resize_argmax, resize_bilinear
 from ..ops.pointwise import channel_norm, group_norm, mlp_block, nmf_decompose, pointwise_conv, pointwise_conv2
+from ..ops.resize import resize_argmax, resize_bilinear
 from ..ops.strip_conv import msca_strips
 from ..runtime import jt
 from .mscan import STRIP_KERNELS
@@ -83,8 +84,9 @@ class _FoldedConv(nn.Module):
         s, t = _bn_affine(bn)
         w = _np(conv.weight) * s[:, None, None, None]
         b = (_np(conv.bias) if conv.bias is not None else 0.0) * s + t
-        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                              padding=conv.padding, bias=True)
+        self.conv = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding, bias=True
+        )
         self.conv.weight = _var(w)
         self.conv.bias = _var(b)
 
@@ -116,9 +118,10 @@ class FusedBlock(nn.Module):
         w, b = _conv1x1(attn.proj_1)
         self.proj1_w, self.proj1_b = _var(w * s1[None]), _var(b + w @ t1)
         self.conv0_w, self.conv0_b = _var(_np(sgu.conv0.weight)), _var(_np(sgu.conv0.bias))
-        self.strips = [tuple(_var(_np(v)) for v in (h.weight, h.bias, v_.weight, v_.bias))
-                       for h, v_ in (( getattr(sgu, f"conv{i}_1"), getattr(sgu, f"conv{i}_2"))
-                                     for i in range(len(STRIP_KERNELS)))]
+        self.strips = [
+            tuple(_var(_np(v)) for v in (h.weight, h.bias, v_.weight, v_.bias))
+            for h, v_ in ((getattr(sgu, f"conv{i}_1"), getattr(sgu, f"conv{i}_2")) for i in range(len(STRIP_KERNELS)))
+        ]
         w, b = _conv1x1(sgu.conv3)
         self.conv3_w, self.conv3_b = _var(w), _var(b)
         w, b = _conv1x1(attn.proj_2)
@@ -136,8 +139,9 @@ class FusedBlock(nn.Module):
         u = pointwise_conv(x, self.proj1_w, self.proj1_b, act="gelu")
         a = depthwise_conv2d(u, self.conv0_w, self.conv0_b, impl="conv2d" if self.strip_conv == "conv2d" else "auto")
         s = msca_strips(a, self.strips, impl=self.strip_conv)
-        x = pointwise_conv2(s, self.conv3_w, self.conv3_b, u, self.proj2_w, self.proj2_b, residual=x,
-                            residual_scale=self.shortcut_scale)
+        x = pointwise_conv2(
+            s, self.conv3_w, self.conv3_b, u, self.proj2_w, self.proj2_b, residual=x, residual_scale=self.shortcut_scale
+        )
         return mlp_block(x, self.fc1_w, self.fc1_b, self.dw_w, self.dw_b, self.fc2_w, self.fc2_b)
 
 
@@ -227,7 +231,7 @@ class FusedSegmentor(EncoderDecoder):
 
     is_fused = True
 
-    def __init__(self, model):  # noqa: super().__init__ would build an unfused model
+    def __init__(self, model):  # not super().__init__: that would build an unfused model
         nn.Module.__init__(self)
         self.backbone = FusedMSCAN(model.backbone)
         self.decode_head = FusedHead(model.decode_head)
@@ -246,12 +250,15 @@ class FusedSegmentor(EncoderDecoder):
         return resize_argmax(self.decode_head(self.extract_feat(img)), sizes)
 
     def loss(self, img, label):
-        raise RuntimeError("a fused SegNeXt is for inference only and cannot train; train the model it "
-                           "was fused from (init_model(..., fuse=False))")
+        raise RuntimeError(
+            "a fused SegNeXt is for inference only and cannot train; train the model it "
+            "was fused from (init_model(..., fuse=False))"
+        )
 
     def state_dict(self, to=None, recurse=True):
-        raise RuntimeError("a fused SegNeXt has no checkpoint state (its weights are folded); save the "
-                           "model it was fused from")
+        raise RuntimeError(
+            "a fused SegNeXt has no checkpoint state (its weights are folded); save the model it was fused from"
+        )
 
     def train(self):
         """No training mode: stays in eval mode (``loss`` raises)."""

@@ -1,9 +1,10 @@
 """LightHamHead: the Hamburger decoder of SegNeXt with NMF2D matrix decomposition."""
+
 import numpy as np
 
 from ..ops.pointwise import matmul
 from ..runtime import jt
-from .layers import ConvModule, Conv1x1, resize_bilinear
+from .layers import Conv1x1, ConvModule, resize_bilinear
 
 nn = jt.nn
 
@@ -32,8 +33,18 @@ class NMF2D(nn.Module):
     multiplicative updates never use), so configs written for it load unchanged.
     """
 
-    def __init__(self, MD_S=1, MD_R=64, train_steps=6, eval_steps=7, inv_t=1, eta=0.9, rand_init=True,
-                 grad_mode="unrolled", seed=None):
+    def __init__(
+        self,
+        MD_S=1,
+        MD_R=64,
+        train_steps=6,
+        eval_steps=7,
+        inv_t=1,
+        eta=0.9,
+        rand_init=True,
+        grad_mode="unrolled",
+        seed=None,
+    ):
         super().__init__()
         if grad_mode not in GRAD_MODES:
             raise ValueError(f"NMF2D grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
@@ -121,8 +132,18 @@ class Hamburger(nn.Module):
 class LightHamHead(nn.Module):
     """Concatenate stages ``in_index`` at the stride of the first → squeeze → Hamburger → align → classify."""
 
-    def __init__(self, in_channels=(128, 320, 512), in_index=(1, 2, 3), channels=512, ham_channels=512,
-                 num_classes=150, dropout_ratio=0.1, norm_groups=32, align_corners=False, ham_kwargs=None):
+    def __init__(
+        self,
+        in_channels=(128, 320, 512),
+        in_index=(1, 2, 3),
+        channels=512,
+        ham_channels=512,
+        num_classes=150,
+        dropout_ratio=0.1,
+        norm_groups=32,
+        align_corners=False,
+        ham_kwargs=None,
+    ):
         super().__init__()
         if align_corners:
             raise ValueError("LightHamHead: only align_corners=False is implemented (the reference setting)")

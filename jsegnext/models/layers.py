@@ -12,11 +12,12 @@ Several of Jittor's stock layers are replaced here, each for a measured reason:
 * ``resize_bilinear`` (``jsegnext/ops/resize.py``) reproduces PyTorch's ``align_corners=False``
   bilinear resize: a CPU kernel, or two index gathers (width, then height) elsewhere.
 """
+
 import math
 
+from ..comm import get_world_size, mean_over_processes
 from ..ops.pointwise import conv1x1
 from ..ops.resize import resize_bilinear  # noqa: F401  (re-exported: the models import it from here)
-from ..comm import get_world_size, mean_over_processes
 from ..runtime import jt
 
 nn = jt.nn

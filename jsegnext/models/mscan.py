@@ -5,6 +5,7 @@ Parameter names follow the reference checkpoints (``patch_embed1.proj.0.weight``
 weights load one to one. Tensors stay NCHW throughout; the reference's per-token LayerNorm
 after each stage is the same as a LayerNorm over channels.
 """
+
 import numpy as np
 
 from ..ops.dispatch import IMPLS
@@ -178,8 +179,16 @@ class Block(nn.Module):
 class MSCAN(nn.Module):
     """Four-stage encoder returning the stage outputs (strides 4, 8, 16, 32), NCHW."""
 
-    def __init__(self, embed_dims=(64, 128, 256, 512), depths=(3, 4, 6, 3), mlp_ratios=(4, 4, 4, 4),
-                 in_channels=3, drop_rate=0.0, drop_path_rate=0.0, strip_conv="auto"):
+    def __init__(
+        self,
+        embed_dims=(64, 128, 256, 512),
+        depths=(3, 4, 6, 3),
+        mlp_ratios=(4, 4, 4, 4),
+        in_channels=3,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        strip_conv="auto",
+    ):
         super().__init__()
         if not len(embed_dims) == len(depths) == len(mlp_ratios):
             raise ValueError("MSCAN: embed_dims, depths and mlp_ratios must have one entry per stage")
@@ -189,8 +198,7 @@ class MSCAN(nn.Module):
         first = 0
         for i, (dim, depth, ratio) in enumerate(zip(embed_dims, depths, mlp_ratios)):
             embed = StemConv(in_channels, dim) if i == 0 else OverlapPatchEmbed(embed_dims[i - 1], dim)
-            blocks = nn.ModuleList([Block(dim, ratio, drop_rate, rates[first + j], strip_conv)
-                                    for j in range(depth)])
+            blocks = nn.ModuleList([Block(dim, ratio, drop_rate, rates[first + j], strip_conv) for j in range(depth)])
             first += depth
             setattr(self, f"patch_embed{i + 1}", embed)
             setattr(self, f"block{i + 1}", blocks)

@@ -1,4 +1,5 @@
 """Encoder–decoder segmentor: MSCAN features → LightHamHead logits → full-size logits."""
+
 from ..constants import IGNORE_INDEX
 from ..ops.resize import cross_entropy, resized_cross_entropy  # noqa: F401  (cross_entropy: re-exported)
 from ..runtime import jt
@@ -55,6 +56,7 @@ class EncoderDecoder(nn.Module):
 
 # Test-time inference around any ``encode_decode`` (NCHW image Var → logits Var at the image's
 # size): the Jittor model's own, or an exported graph's (jsegnext.deploy.OnnxSegmentor).
+
 
 def check_test_cfg(test_cfg):
     """``test_cfg`` as a dict, checked: ``mode`` 'whole' (default) or 'slide' with crop_size and stride."""

@@ -4,6 +4,7 @@ The files are package data: they are read on first use, from next to this module
 local ``#include "x.h"`` is replaced by the text of ``x.h`` (once), so that ``jt.code`` gets one
 self-contained header while the files still compile on their own (``csrc/*.cc``, ``csrc/*.cu``).
 """
+
 import functools
 import re
 from pathlib import Path
@@ -17,8 +18,9 @@ def _read(name):
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: kernel source missing from the jsegnext installation "
-                                "(csrc/ is package data; reinstall jsegnext)") from None
+        raise FileNotFoundError(
+            f"{path}: kernel source missing from the jsegnext installation (csrc/ is package data; reinstall jsegnext)"
+        ) from None
 
 
 def _inline(name, seen):

@@ -12,6 +12,7 @@ depthwise weight gradient dominated a SegNeXt-T training step. Two implementatio
 
 :func:`jittor_depthwise_conv` is that baseline for any kernel shape; the strip convolutions use it too.
 """
+
 import math
 
 from ..runtime import jt
@@ -49,6 +50,7 @@ def _check(x, weight, bias):
 # hand-written kernels (csrc/depthwise_conv.h)
 # ----------------------------------------------------------------------------------------------
 
+
 def _kernel_forward(x, w, b, k):
     src = call("jsn_dw::forward", ["in0_p", "in1_p", "in2_p", "out0_p", *NCHW], (k,))
     return jt.code(x.shape, x.dtype, [x, w, b], cpu_header=source("depthwise_conv.h"), cpu_src=src)
@@ -56,8 +58,9 @@ def _kernel_forward(x, w, b, k):
 
 def _kernel_backward(x, w, g, k):
     src = call("jsn_dw::backward", ["in0_p", "in1_p", "in2_p", "out0_p", "out1_p", "out2_p", *NCHW], (k,))
-    return jt.code([x.shape, w.shape, [x.shape[1]]], [x.dtype] * 3, [x, w, g],
-                   cpu_header=source("depthwise_conv.h"), cpu_src=src)
+    return jt.code(
+        [x.shape, w.shape, [x.shape[1]]], [x.dtype] * 3, [x, w, g], cpu_header=source("depthwise_conv.h"), cpu_src=src
+    )
 
 
 class _DepthwiseConvFunction(jt.Function):

@@ -55,6 +55,7 @@ Rules, in order:
   one explicitly (``impl='kernel'``, or the environment override) also opts in; either way a
   warning says it is untested. Once a GPU run passes the op tests, remove it from the set.
 """
+
 import os
 import warnings
 
@@ -79,8 +80,7 @@ _STRIP_KERNEL = {"cpu": _F32_64, "cuda": _F16_32_64}
 SUPPORT = {
     "strip_conv": {"kernel": _STRIP_KERNEL, "meta": _EVERYWHERE, "conv2d": _EVERYWHERE},
     # kernel / meta / conv2d: the branches as separate strip_conv calls of that implementation
-    "msca_strips": {"fused": {"cpu": _F32_64}, "kernel": _STRIP_KERNEL, "meta": _EVERYWHERE,
-                    "conv2d": _EVERYWHERE},
+    "msca_strips": {"fused": {"cpu": _F32_64}, "kernel": _STRIP_KERNEL, "meta": _EVERYWHERE, "conv2d": _EVERYWHERE},
     "depthwise_conv2d": {"kernel": {"cpu": _F32_64}, "conv2d": _EVERYWHERE},
     "resize_bilinear": {"kernel": {"cpu": _F32}, "meta": _EVERYWHERE},
     "resized_cross_entropy": {"fused": {"cpu": _F32}, "meta": _EVERYWHERE},
@@ -112,10 +112,17 @@ PREFERENCES = {
 EXPERIMENTAL = {("strip_conv", "kernel", "cuda"), ("msca_strips", "kernel", "cuda")}
 
 #: op -> the environment variable that overrides its ``'auto'``.
-ENV_OVERRIDES = {"strip_conv": "JSEGNEXT_STRIP_IMPL", "msca_strips": "JSEGNEXT_STRIP_IMPL",
-                 "depthwise_conv2d": "JSEGNEXT_DW_IMPL", "conv1x1": "JSEGNEXT_FUSED_IMPL", "pointwise_conv": "JSEGNEXT_FUSED_IMPL",
-                 "mlp_block": "JSEGNEXT_FUSED_IMPL", "group_norm": "JSEGNEXT_FUSED_IMPL",
-                 "nmf": "JSEGNEXT_FUSED_IMPL", "resize_argmax": "JSEGNEXT_FUSED_IMPL"}
+ENV_OVERRIDES = {
+    "strip_conv": "JSEGNEXT_STRIP_IMPL",
+    "msca_strips": "JSEGNEXT_STRIP_IMPL",
+    "depthwise_conv2d": "JSEGNEXT_DW_IMPL",
+    "conv1x1": "JSEGNEXT_FUSED_IMPL",
+    "pointwise_conv": "JSEGNEXT_FUSED_IMPL",
+    "mlp_block": "JSEGNEXT_FUSED_IMPL",
+    "group_norm": "JSEGNEXT_FUSED_IMPL",
+    "nmf": "JSEGNEXT_FUSED_IMPL",
+    "resize_argmax": "JSEGNEXT_FUSED_IMPL",
+}
 
 _warned = set()
 
@@ -164,8 +171,11 @@ def _env_choice(op):
 def _warn_experimental(op, impl, dev):
     if (op, impl, dev) not in _warned:
         _warned.add((op, impl, dev))
-        warnings.warn(f"{op} impl={impl!r} on {dev} runs kernels that have not been tested on a GPU yet "
-                      "(see jsegnext/ops/dispatch.py)", stacklevel=3)
+        warnings.warn(
+            f"{op} impl={impl!r} on {dev} runs kernels that have not been tested on a GPU yet "
+            "(see jsegnext/ops/dispatch.py)",
+            stacklevel=3,
+        )
 
 
 def _auto(op, dev, dtype):
@@ -185,8 +195,7 @@ def resolve(op, impl="auto", dtype="float32"):
         impl = _auto(op, dev, dtype)
     elif not _supports(op, impl, dev, dtype):
         usable = [n for n in SUPPORT[op] if _supports(op, n, dev, dtype)]
-        raise TypeError(f"{op} impl={impl!r} has no {dev} implementation for {dtype}; "
-                        f"use 'auto' or one of {usable}")
+        raise TypeError(f"{op} impl={impl!r} has no {dev} implementation for {dtype}; use 'auto' or one of {usable}")
     if (op, impl, dev) in EXPERIMENTAL:
         _warn_experimental(op, impl, dev)
     return impl
@@ -195,5 +204,7 @@ def resolve(op, impl="auto", dtype="float32"):
 def auto_impls(op, dtype="float32"):
     """``{device: what 'auto' runs}`` for ``dtype`` without overrides or opt-ins (for documentation
     and tests)."""
-    return {dev: next(n for n in prefs if _supports(op, n, dev, dtype) and (op, n, dev) not in EXPERIMENTAL)
-            for dev, prefs in PREFERENCES[op].items()}
+    return {
+        dev: next(n for n in prefs if _supports(op, n, dev, dtype) and (op, n, dev) not in EXPERIMENTAL)
+        for dev, prefs in PREFERENCES[op].items()
+    }

@@ -10,6 +10,7 @@ Two implementations (names and the ``'auto'`` choice:
 * ``'meta'`` — the same arithmetic in Jittor ops, any device and dtype: the fallback, and the
   kernels' test reference.
 """
+
 import math
 
 from ..runtime import jt
@@ -17,7 +18,16 @@ from . import dispatch
 from ._source import call, source
 from .depthwise_conv import depthwise_conv2d
 
-__all__ = ["matmul", "conv1x1", "pointwise_conv", "pointwise_conv2", "mlp_block", "group_norm", "channel_norm", "nmf_decompose"]
+__all__ = [
+    "matmul",
+    "conv1x1",
+    "pointwise_conv",
+    "pointwise_conv2",
+    "mlp_block",
+    "group_norm",
+    "channel_norm",
+    "nmf_decompose",
+]
 
 ACTS = {None: 0, "gelu": 1, "relu": 2}
 
@@ -27,8 +37,13 @@ def _fused(op, x):
 
 
 def _kernel(shape, inputs, function, args, template_args=()):
-    return jt.code(shape, "float32", inputs, cpu_header=source("pointwise.h"),
-                   cpu_src=call("jsn_pw::" + function, args, template_args))
+    return jt.code(
+        shape,
+        "float32",
+        inputs,
+        cpu_header=source("pointwise.h"),
+        cpu_src=call("jsn_pw::" + function, args, template_args),
+    )
 
 
 def _gelu(x):
@@ -96,19 +111,53 @@ class _Conv1x1Function(jt.Function):
     def execute(self, x, w, b):
         self.saved = (x, w)
         n, _, h, wd = x.shape
-        return _kernel((n, w.shape[0], h, wd), [x, w, b], "pointwise",
-                       ["in0_p", "in1_p", "in2_p", "nullptr", "nullptr", "nullptr", "out0_p", "in0_shape0",
-                        "in0_shape1", "in0_shape2", "in0_shape3", "out0_shape1"], (0, False, False))
+        return _kernel(
+            (n, w.shape[0], h, wd),
+            [x, w, b],
+            "pointwise",
+            [
+                "in0_p",
+                "in1_p",
+                "in2_p",
+                "nullptr",
+                "nullptr",
+                "nullptr",
+                "out0_p",
+                "in0_shape0",
+                "in0_shape1",
+                "in0_shape2",
+                "in0_shape3",
+                "out0_shape1",
+            ],
+            (0, False, False),
+        )
 
     def grad(self, g):
         x, w = self.saved
         if g is None:
             return None, None, None
-        dx, dw, db = jt.code([x.shape, w.shape, (w.shape[0],)], ["float32"] * 3, [x, w, g.float32()],
-                             cpu_header=source("pointwise.h"),
-                             cpu_src=call("jsn_pw::pointwise_backward",
-                                          ["in0_p", "in1_p", "in2_p", "out0_p", "out1_p", "out2_p", "in0_shape0",
-                                           "in0_shape1", "in0_shape2", "in0_shape3", "in1_shape0"]))
+        dx, dw, db = jt.code(
+            [x.shape, w.shape, (w.shape[0],)],
+            ["float32"] * 3,
+            [x, w, g.float32()],
+            cpu_header=source("pointwise.h"),
+            cpu_src=call(
+                "jsn_pw::pointwise_backward",
+                [
+                    "in0_p",
+                    "in1_p",
+                    "in2_p",
+                    "out0_p",
+                    "out1_p",
+                    "out2_p",
+                    "in0_shape0",
+                    "in0_shape1",
+                    "in0_shape2",
+                    "in0_shape3",
+                    "in1_shape0",
+                ],
+            ),
+        )
         return dx, dw, db
 
 
@@ -159,24 +208,31 @@ def pointwise_conv(x, weight, bias, act=None, mul=None, residual=None, residual_
     co = weight.shape[0]
     inputs = [v for v in (x, weight, bias, mul, residual, residual_scale) if v is not None]
     ptr = _pointers(inputs, [True, True, True, mul is not None, residual is not None, residual_scale is not None])
-    return _kernel((n, co, h, w), inputs, "pointwise",
-                   ptr + ["out0_p", "in0_shape0", "in0_shape1", "in0_shape2", "in0_shape3", "out0_shape1"],
-                   (ACTS[act], mul is not None, residual is not None))
+    return _kernel(
+        (n, co, h, w),
+        inputs,
+        "pointwise",
+        ptr + ["out0_p", "in0_shape0", "in0_shape1", "in0_shape2", "in0_shape3", "out0_shape1"],
+        (ACTS[act], mul is not None, residual is not None),
+    )
 
 
 def pointwise_conv2(x, w1, b1, mul, w2, b2, residual=None, residual_scale=None):
     """``w2 · ((w1 · x + b1) * mul) + b2 [+ residual_scale ⊙ residual]``: MSCA's conv3, its gate and
     proj_2 with the block's residual, without the intermediate leaving the cache."""
     if not _fused("pointwise_conv", x):
-        y = pointwise_conv(pointwise_conv(x, w1, b1, mul=mul), w2, b2, residual=residual,
-                           residual_scale=residual_scale)
+        y = pointwise_conv(pointwise_conv(x, w1, b1, mul=mul), w2, b2, residual=residual, residual_scale=residual_scale)
         return y
     n, _, h, w = x.shape
     inputs = [v for v in (x, w1, b1, mul, w2, b2, residual, residual_scale) if v is not None]
     ptr = _pointers(inputs, [True] * 6 + [residual is not None, residual_scale is not None])
-    return _kernel((n, w2.shape[0], h, w), inputs, "pointwise2",
-                   ptr + ["out0_p", "in0_shape0", "in0_shape1", "in0_shape2", "in0_shape3", "in1_shape0",
-                          "out0_shape1"], (residual is not None,))
+    return _kernel(
+        (n, w2.shape[0], h, w),
+        inputs,
+        "pointwise2",
+        ptr + ["out0_p", "in0_shape0", "in0_shape1", "in0_shape2", "in0_shape3", "in1_shape0", "out0_shape1"],
+        (residual is not None,),
+    )
 
 
 def mlp_block(x, w1, b1, dw_weight, dw_bias, w2, b2, bands=None):
@@ -188,9 +244,27 @@ def mlp_block(x, w1, b1, dw_weight, dw_bias, w2, b2, bands=None):
         return x + _matmul_nchw(w2, _gelu(hidden)) + _channel(b2)
     n, c, h, w = x.shape
     hd = w1.shape[0]
-    return _kernel((n, c, h, w), [x, w1, b1, dw_weight.reshape(hd, 9), dw_bias, w2, b2], "mlp",
-                   ["in0_p", "in1_p", "in2_p", "in3_p", "in4_p", "in5_p", "in6_p", "out0_p",
-                    "in0_shape0", "in0_shape1", "in0_shape2", "in0_shape3", "in1_shape0", str(int(bands or 0))])
+    return _kernel(
+        (n, c, h, w),
+        [x, w1, b1, dw_weight.reshape(hd, 9), dw_bias, w2, b2],
+        "mlp",
+        [
+            "in0_p",
+            "in1_p",
+            "in2_p",
+            "in3_p",
+            "in4_p",
+            "in5_p",
+            "in6_p",
+            "out0_p",
+            "in0_shape0",
+            "in0_shape1",
+            "in0_shape2",
+            "in0_shape3",
+            "in1_shape0",
+            str(int(bands or 0)),
+        ],
+    )
 
 
 def _centred_norm(x, dims, eps):
@@ -209,10 +283,24 @@ def group_norm(x, num_groups, weight, bias, eps=1e-5, residual=None, relu=False)
             y = y + residual
         return jt.nn.relu(y) if relu else y
     inputs = [x, weight, bias] + ([residual] if residual is not None else [])
-    return _kernel((n, c, h, w), inputs, "group_norm",
-                   ["in0_p", "in1_p", "in2_p", "in3_p" if residual is not None else "nullptr", "out0_p",
-                    "in0_shape0", "in0_shape1", "in0_shape2 * in0_shape3", str(int(num_groups)), repr(float(eps)) + "f"],
-                   (residual is not None, bool(relu)))
+    return _kernel(
+        (n, c, h, w),
+        inputs,
+        "group_norm",
+        [
+            "in0_p",
+            "in1_p",
+            "in2_p",
+            "in3_p" if residual is not None else "nullptr",
+            "out0_p",
+            "in0_shape0",
+            "in0_shape1",
+            "in0_shape2 * in0_shape3",
+            str(int(num_groups)),
+            repr(float(eps)) + "f",
+        ],
+        (residual is not None, bool(relu)),
+    )
 
 
 def channel_norm(x, weight, bias, eps=1e-5):
@@ -220,9 +308,21 @@ def channel_norm(x, weight, bias, eps=1e-5):
     if not _fused("group_norm", x):
         return _centred_norm(x, [1], eps) * _channel(weight) + _channel(bias)
     n, c, h, w = x.shape
-    return _kernel((n, c, h, w), [x, weight, bias], "channel_norm",
-                   ["in0_p", "in1_p", "in2_p", "out0_p", "in0_shape0", "in0_shape1", "in0_shape2 * in0_shape3",
-                    repr(float(eps)) + "f"])
+    return _kernel(
+        (n, c, h, w),
+        [x, weight, bias],
+        "channel_norm",
+        [
+            "in0_p",
+            "in1_p",
+            "in2_p",
+            "out0_p",
+            "in0_shape0",
+            "in0_shape1",
+            "in0_shape2 * in0_shape3",
+            repr(float(eps)) + "f",
+        ],
+    )
 
 
 def nmf_decompose(x, bases, steps, inv_t=1.0):
@@ -243,6 +343,19 @@ def nmf_decompose(x, bases, steps, inv_t=1.0):
             outs.append(jt.matmul(b, coef.transpose()))
         return jt.stack(outs, dim=0)
     m, d, nn_ = x.shape
-    return _kernel((m, d, nn_), [x, bases], "nmf",
-                   ["in0_p", "in1_p", "out0_p", "in0_shape0", "in0_shape1", "in0_shape2", "in1_shape2",
-                    str(int(steps)), repr(float(inv_t)) + "f"])
+    return _kernel(
+        (m, d, nn_),
+        [x, bases],
+        "nmf",
+        [
+            "in0_p",
+            "in1_p",
+            "out0_p",
+            "in0_shape0",
+            "in0_shape1",
+            "in0_shape2",
+            "in1_shape2",
+            str(int(steps)),
+            repr(float(inv_t)) + "f",
+        ],
+    )

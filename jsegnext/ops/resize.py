@@ -17,6 +17,7 @@ resize. Loss semantics are the reference's: 255 ignored, the sum divided by all 
 image's), without the full-size logits either: the resizes compose into a few taps per axis and the
 CPU kernel takes each output pixel's argmax over the classes as it goes.
 """
+
 import functools
 
 import numpy as np
@@ -75,8 +76,13 @@ _TABLES_ARG = "jsn_resize::Tables{in1_p, in2_p, in3_p, in4_p, in5_p, in6_p}"
 
 
 def _kernel_code(shapes, dtypes, inputs, function, args):
-    return jt.code(shapes, dtypes, inputs=inputs, cpu_header=source("resize.h"),
-                   cpu_src=call("jsn_resize::" + function, args + [_TABLES_ARG]))
+    return jt.code(
+        shapes,
+        dtypes,
+        inputs=inputs,
+        cpu_header=source("resize.h"),
+        cpu_src=call("jsn_resize::" + function, args + [_TABLES_ARG]),
+    )
 
 
 class _ResizeFunction(jt.Function):
@@ -85,15 +91,23 @@ class _ResizeFunction(jt.Function):
         self.in_shape = (n, c, h, w)
         self.tables = _table_vars(h, w, *size)
         # x, tables; out0: y (N, C, OH, OW)
-        return _kernel_code((n, c) + tuple(size), x.dtype, [x] + self.tables, "resize_forward",
-                            ["in0_p", "out0_p", "in0_shape0 * in0_shape1", "in0_shape2", "in0_shape3",
-                             "out0_shape2", "out0_shape3"])
+        return _kernel_code(
+            (n, c) + tuple(size),
+            x.dtype,
+            [x] + self.tables,
+            "resize_forward",
+            ["in0_p", "out0_p", "in0_shape0 * in0_shape1", "in0_shape2", "in0_shape3", "out0_shape2", "out0_shape3"],
+        )
 
     def grad(self, g):
         # g (N, C, OH, OW), tables; out0: the gradient of x (N, C, H, W)
-        return _kernel_code(self.in_shape, g.dtype, [g] + self.tables, "resize_backward",
-                            ["in0_p", "out0_p", "out0_shape0 * out0_shape1", "out0_shape2", "out0_shape3",
-                             "in0_shape2", "in0_shape3"]), None
+        return _kernel_code(
+            self.in_shape,
+            g.dtype,
+            [g] + self.tables,
+            "resize_backward",
+            ["in0_p", "out0_p", "out0_shape0 * out0_shape1", "out0_shape2", "out0_shape3", "in0_shape2", "in0_shape3"],
+        ), None
 
 
 def resize_bilinear(x, size):
@@ -128,8 +142,8 @@ def composed_taps(in_size, sizes):
     for i, row in enumerate(m):
         nz = np.flatnonzero(row)
         index[:, i] = nz[0]  # unused taps read the first source value, with weight 0
-        index[:len(nz), i] = nz
-        weight[:len(nz), i] = row[nz]
+        index[: len(nz), i] = nz
+        weight[: len(nz), i] = row[nz]
         first[i], last[i] = nz[0], nz[-1]
     return index, weight, first, last
 
@@ -151,10 +165,28 @@ def resize_argmax(logits, sizes):
     yi, yw, _, _ = _taps_vars(h, tuple(s[0] for s in sizes))
     xi, xw, xf, xl = _taps_vars(w, tuple(s[1] for s in sizes))
     out_h, out_w = sizes[-1]
-    args = ["in0_p", "out0_p", *NCHW, str(out_h), str(out_w), "in1_p", "in2_p", str(yi.shape[0]), "in3_p", "in4_p",
-            str(xi.shape[0]), "in5_p", "in6_p"]
-    return jt.code((n, out_h, out_w), "int32", [logits, yi, yw, xi, xw, xf, xl],
-                   cpu_header=source("resize.h"), cpu_src=call("jsn_resize::resize_argmax", args))
+    args = [
+        "in0_p",
+        "out0_p",
+        *NCHW,
+        str(out_h),
+        str(out_w),
+        "in1_p",
+        "in2_p",
+        str(yi.shape[0]),
+        "in3_p",
+        "in4_p",
+        str(xi.shape[0]),
+        "in5_p",
+        "in6_p",
+    ]
+    return jt.code(
+        (n, out_h, out_w),
+        "int32",
+        [logits, yi, yw, xi, xw, xf, xl],
+        cpu_header=source("resize.h"),
+        cpu_src=call("jsn_resize::resize_argmax", args),
+    )
 
 
 # --------------------------------------------------------------------------- fused loss
@@ -169,17 +201,26 @@ class _ResizedCrossEntropy(jt.Function):
         tables = _table_vars(h, w, out_h, out_w)
         # logits, tables, label (N, OH, OW) int32; out0: loss summed per row (N, OH), out1: log-sum-exp
         # per pixel (N, OH, OW)
-        row_loss, lse = _kernel_code([(n, out_h), (n, out_h, out_w)], ["float32", "float32"],
-                                     [logits] + tables + [label], "ce_forward",
-                                     ["in0_p", "in7_p", "out0_p", "out1_p", *_CE_SIZES])
+        row_loss, lse = _kernel_code(
+            [(n, out_h), (n, out_h, out_w)],
+            ["float32", "float32"],
+            [logits] + tables + [label],
+            "ce_forward",
+            ["in0_p", "in7_p", "out0_p", "out1_p", *_CE_SIZES],
+        )
         self.saved = (logits, tables, label, lse)
         return row_loss
 
     def grad(self, g):
         logits, tables, label, lse = self.saved
         # logits, tables, label, lse, g: the gradient of the row sums (N, OH); out0: that of the logits
-        grad = _kernel_code(logits.shape, "float32", [logits] + tables + [label, lse, g], "ce_backward",
-                            ["in0_p", "in7_p", "in8_p", "in9_p", "out0_p", *_CE_SIZES])
+        grad = _kernel_code(
+            logits.shape,
+            "float32",
+            [logits] + tables + [label, lse, g],
+            "ce_backward",
+            ["in0_p", "in7_p", "in8_p", "in9_p", "out0_p", *_CE_SIZES],
+        )
         return grad, None
 
 

@@ -17,6 +17,7 @@ op (``'fused'``); on the CPU its kernel works plane by plane (``a``, the output 
 gradient are read/written once per plane, the intermediates ``h_i(a)`` stay in cache; they are kept
 for the backward pass only while gradients are recorded).
 """
+
 import math
 
 from ..runtime import jt
@@ -48,7 +49,9 @@ def _check(x, weight, bias, orientation):
     k = wshape[3] if orientation == "h" else wshape[2]
     other = wshape[2] if orientation == "h" else wshape[3]
     if other != 1:
-        raise ValueError(f"orientation {orientation!r} needs weight [C,1,{'1,k' if orientation == 'h' else 'k,1'}], got {wshape}")
+        raise ValueError(
+            f"orientation {orientation!r} needs weight [C,1,{'1,k' if orientation == 'h' else 'k,1'}], got {wshape}"
+        )
     if k % 2 != 1:
         raise ValueError(f"strip_conv needs an odd kernel size, got {k}")
     if bias is not None and list(bias.shape) != [C]:
@@ -59,6 +62,7 @@ def _check(x, weight, bias, orientation):
 # ----------------------------------------------------------------------------------------------
 # meta-operator implementation
 # ----------------------------------------------------------------------------------------------
+
 
 def _meta_corr(x, w2, k, orientation, flip=False):
     """Σ_j w2[c, j] · x[..., i + j − p] along W ('h') or H ('v'); zero outside (``flip``: i − j + p)."""
@@ -98,6 +102,7 @@ def _meta_backward(x, w2, g, k, orientation):
 # ----------------------------------------------------------------------------------------------
 # hand-written kernels (csrc/strip_conv.h, csrc/strip_conv.cuh)
 # ----------------------------------------------------------------------------------------------
+
 
 def kernel_source(function, k, orientation, n_inputs, n_outputs, cuda):
     """(header, body) of the ``jt.code`` op running ``jsn_strip[_cuda]::function<k, V>(inputs...,
@@ -204,6 +209,7 @@ class StripConv(jt.nn.Module):
 # fused MSCA strips: a + Σ_i v_i(h_i(a))
 # ----------------------------------------------------------------------------------------------
 
+
 def _pointer_array(name, const, pointers):
     """A C++ array of ``jt.code`` pointers (``in3_p``, ...), or a null pointer when there are none."""
     kind = f"{'const ' if const else ''}in0_type*"
@@ -224,8 +230,10 @@ def _msca_forward(a, params, ks, save):
     """inputs: a, then wh_i, bh_i, wv_i, bv_i per branch; outputs: a + Σ v_i(h_i(a)) and, with
     ``save``, t_i = h_i(a)."""
     n = len(ks)
-    arrays = [_pointer_array("params", True, [f"in{1 + i}_p" for i in range(4 * n)]),
-              _pointer_array("saved", False, [f"out{1 + i}_p" for i in range(n)] if save else [])]
+    arrays = [
+        _pointer_array("params", True, [f"in{1 + i}_p" for i in range(4 * n)]),
+        _pointer_array("saved", False, [f"out{1 + i}_p" for i in range(n)] if save else []),
+    ]
     shapes = [a.shape] * (1 + (n if save else 0))
     return _msca_code(shapes, [a, *params], "msca_forward", ks, arrays, ["in0_p", "params", "saved", "out0_p"])
 
@@ -233,12 +241,20 @@ def _msca_forward(a, params, ks, save):
 def _msca_backward(a, params, ts, g, ks):
     """inputs: a, the parameters, the t_i, g; outputs: da and the parameters' gradients."""
     n = len(ks)
-    arrays = [_pointer_array("params", True, [f"in{1 + i}_p" for i in range(4 * n)]),
-              _pointer_array("saved", True, [f"in{1 + 4 * n + i}_p" for i in range(n)]),
-              _pointer_array("grads", False, [f"out{1 + i}_p" for i in range(4 * n)])]
+    arrays = [
+        _pointer_array("params", True, [f"in{1 + i}_p" for i in range(4 * n)]),
+        _pointer_array("saved", True, [f"in{1 + 4 * n + i}_p" for i in range(n)]),
+        _pointer_array("grads", False, [f"out{1 + i}_p" for i in range(4 * n)]),
+    ]
     shapes = [a.shape] + [p.shape for p in params]
-    return _msca_code(shapes, [a, *params, *ts, g], "msca_backward", ks, arrays,
-                      ["in0_p", "params", "saved", f"in{1 + 5 * n}_p", "out0_p", "grads"])
+    return _msca_code(
+        shapes,
+        [a, *params, *ts, g],
+        "msca_backward",
+        ks,
+        arrays,
+        ["in0_p", "params", "saved", f"in{1 + 5 * n}_p", "out0_p", "grads"],
+    )
 
 
 class _MscaStripsFunction(jt.Function):
@@ -272,8 +288,9 @@ def _normalise_msca_params(params, biases):
         biases = list(biases)
         if len(weights) % 2 or len(weights) != len(biases):
             raise ValueError("msca_strips(a, weights, biases) needs matching lists [h0, v0, h1, v1, ...]")
-        return [(weights[2 * i], biases[2 * i], weights[2 * i + 1], biases[2 * i + 1])
-                for i in range(len(weights) // 2)]
+        return [
+            (weights[2 * i], biases[2 * i], weights[2 * i + 1], biases[2 * i + 1]) for i in range(len(weights) // 2)
+        ]
     return [tuple(p) for p in params]
 
 
@@ -300,6 +317,5 @@ def msca_strips(a, params, biases=None, impl="auto"):
         if _check(a, wv, bv, "v") != k:
             raise ValueError("each MSCA branch needs the same k for its 1×k and k×1 convs")
         ks.append(k)
-        flat += [wh.cast(a.dtype).reshape([C, k]), bh.cast(a.dtype), wv.cast(a.dtype).reshape([C, k]),
-                 bv.cast(a.dtype)]
+        flat += [wh.cast(a.dtype).reshape([C, k]), bh.cast(a.dtype), wv.cast(a.dtype).reshape([C, k]), bv.cast(a.dtype)]
     return _MscaStripsFunction(ks)(a, *flat)

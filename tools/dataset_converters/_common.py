@@ -87,8 +87,7 @@ class Report:
         return self.counts[FAILED]
 
     def line(self):
-        return (f"{self.desc}: {self.done} written, {self.skipped} skipped (already done), "
-                f"{self.failed} failed")
+        return f"{self.desc}: {self.done} written, {self.skipped} skipped (already done), {self.failed} failed"
 
 
 # --------------------------------------------------------------------------------------
@@ -100,14 +99,14 @@ def default_nproc():
 
 def add_common_args(parser, out_help="output root (default: the input root, like mmseg)"):
     parser.add_argument("-o", "--out-dir", default=None, help=out_help)
-    parser.add_argument("--nproc", type=int, default=default_nproc(),
-                        help="worker processes (default: min(8, CPU count)); 1 = no pool")
+    parser.add_argument(
+        "--nproc", type=int, default=default_nproc(), help="worker processes (default: min(8, CPU count)); 1 = no pool"
+    )
     return parser
 
 
 def make_parser(description):
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def fail_usage(message):
@@ -309,8 +308,10 @@ def print_summary(title, rows, reports=(), notes=()):
     for note in notes:
         print(f"  WARNING: {note}")
     if mismatches:
-        print(f"  WARNING: {mismatches} count(s) differ from the official release "
-              "(expected for a partial download or a subset; otherwise check the input).")
+        print(
+            f"  WARNING: {mismatches} count(s) differ from the official release "
+            "(expected for a partial download or a subset; otherwise check the input)."
+        )
     failures = [f for rep in reports for f in rep.failures]
     if failures:
         print(f"  ERROR: {len(failures)} input file(s) could not be converted:")

@@ -39,20 +39,44 @@ EXPECTED = {"train": 2975, "val": 500, "test": 1525}  # gtFine_trainvaltest
 
 # The official label table (cityscapesscripts/helpers/labels.py): name, id, trainId.
 LABELS = [
-    ("unlabeled", 0, 255), ("ego vehicle", 1, 255), ("rectification border", 2, 255),
-    ("out of roi", 3, 255), ("static", 4, 255), ("dynamic", 5, 255), ("ground", 6, 255),
-    ("road", 7, 0), ("sidewalk", 8, 1), ("parking", 9, 255), ("rail track", 10, 255),
-    ("building", 11, 2), ("wall", 12, 3), ("fence", 13, 4), ("guard rail", 14, 255),
-    ("bridge", 15, 255), ("tunnel", 16, 255), ("pole", 17, 5), ("polegroup", 18, 255),
-    ("traffic light", 19, 6), ("traffic sign", 20, 7), ("vegetation", 21, 8),
-    ("terrain", 22, 9), ("sky", 23, 10), ("person", 24, 11), ("rider", 25, 12),
-    ("car", 26, 13), ("truck", 27, 14), ("bus", 28, 15), ("caravan", 29, 255),
-    ("trailer", 30, 255), ("train", 31, 16), ("motorcycle", 32, 17), ("bicycle", 33, 18),
+    ("unlabeled", 0, 255),
+    ("ego vehicle", 1, 255),
+    ("rectification border", 2, 255),
+    ("out of roi", 3, 255),
+    ("static", 4, 255),
+    ("dynamic", 5, 255),
+    ("ground", 6, 255),
+    ("road", 7, 0),
+    ("sidewalk", 8, 1),
+    ("parking", 9, 255),
+    ("rail track", 10, 255),
+    ("building", 11, 2),
+    ("wall", 12, 3),
+    ("fence", 13, 4),
+    ("guard rail", 14, 255),
+    ("bridge", 15, 255),
+    ("tunnel", 16, 255),
+    ("pole", 17, 5),
+    ("polegroup", 18, 255),
+    ("traffic light", 19, 6),
+    ("traffic sign", 20, 7),
+    ("vegetation", 21, 8),
+    ("terrain", 22, 9),
+    ("sky", 23, 10),
+    ("person", 24, 11),
+    ("rider", 25, 12),
+    ("car", 26, 13),
+    ("truck", 27, 14),
+    ("bus", 28, 15),
+    ("caravan", 29, 255),
+    ("trailer", 30, 255),
+    ("train", 31, 16),
+    ("motorcycle", 32, 17),
+    ("bicycle", 33, 18),
     ("license plate", -1, -1),
 ]
 NAME2LABEL = {name: (lid, tid) for name, lid, tid in LABELS}
-CLASSES = tuple(name for name, _, tid in sorted((l for l in LABELS if 0 <= l[2] < 255),
-                                                key=lambda l: l[2]))
+CLASSES = tuple(name for name, _, tid in sorted((l for l in LABELS if 0 <= l[2] < 255), key=lambda l: l[2]))
 assert len(CLASSES) == 19
 
 
@@ -74,7 +98,7 @@ def rasterize(annotation):
             continue
         label = obj["label"]
         if label not in NAME2LABEL and label.endswith("group"):
-            label = label[:-len("group")]
+            label = label[: -len("group")]
         if label not in NAME2LABEL:
             raise ValueError(f"label {obj['label']!r} not in the Cityscapes label table")
         label_id, train_id = NAME2LABEL[label]
@@ -104,8 +128,9 @@ def convert_one(task):
                 with contextlib.redirect_stdout(said):
                     json2labelImg(json_path, tmp, "trainIds")
             except SystemExit:  # the package prints an error and exits, e.g. on an unknown label
-                msg = next((l for l in said.getvalue().splitlines() if l.startswith("ERROR")),
-                           "cityscapesscripts exited")
+                msg = next(
+                    (l for l in said.getvalue().splitlines() if l.startswith("ERROR")), "cityscapesscripts exited"
+                )
                 raise ValueError(msg) from None
             if not C.is_readable_image(tmp):
                 raise RuntimeError("cityscapesscripts wrote no readable label image")
@@ -128,8 +153,12 @@ def parse_args(argv=None):
     p = C.make_parser(__doc__)
     p.add_argument("cityscapes_path", help="Cityscapes root (holds gtFine/, leftImg8bit/)")
     p.add_argument("--gt-dir", default="gtFine", help="annotation folder (default gtFine)")
-    p.add_argument("--backend", choices=("auto", "cityscapesscripts", "builtin"), default="auto",
-                   help="rasteriser: cityscapesscripts if installed (auto), or the built-in one")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "cityscapesscripts", "builtin"),
+        default="auto",
+        help="rasteriser: cityscapesscripts if installed (auto), or the built-in one",
+    )
     C.add_common_args(p)
     return p.parse_args(argv)
 
@@ -145,8 +174,7 @@ def main(argv=None):
     if backend == "auto":
         backend = "cityscapesscripts" if _cityscapesscripts() else "builtin"
     elif backend == "cityscapesscripts" and _cityscapesscripts() is None:
-        C.fail_usage("--backend cityscapesscripts: the package is not installed "
-                     "(pip install cityscapesscripts)")
+        C.fail_usage("--backend cityscapesscripts: the package is not installed (pip install cityscapesscripts)")
     print(f"rasteriser: {backend}")
 
     jsons = sorted(glob.glob(os.path.join(gt_root, "*", "*", "*_polygons.json")))
@@ -168,8 +196,9 @@ def main(argv=None):
             name = name[: -len(suffix)] if name.endswith(suffix) else name[: -len("_polygons.json")]
             names.append(name)
         C.write_list(os.path.join(out, f"{split}.txt"), sorted(names))
-        rows.append((f"{split} label maps / {split}.txt",
-                     len(names), EXPECTED.get(split) if args.gt_dir == "gtFine" else None))
+        rows.append(
+            (f"{split} label maps / {split}.txt", len(names), EXPECTED.get(split) if args.gt_dir == "gtFine" else None)
+        )
     notes = []
     for split in EXPECTED:
         if args.gt_dir == "gtFine" and split not in splits:

@@ -78,11 +78,13 @@ def main(argv=None):
     ann_root = C.require_dir(os.path.join(root, "annotations"), "annotations folder")
     reports, rows = [], []
     for split in SPLITS:
-        srcs = sorted(p for p in glob.glob(os.path.join(ann_root, split, "*.png"))
-                      if not p.endswith("_labelTrainIds.png"))
-        tasks = [(p, os.path.join(out, "annotations", split,
-                                  os.path.basename(p)[: -len(".png")] + "_labelTrainIds.png"))
-                 for p in srcs]
+        srcs = sorted(
+            p for p in glob.glob(os.path.join(ann_root, split, "*.png")) if not p.endswith("_labelTrainIds.png")
+        )
+        tasks = [
+            (p, os.path.join(out, "annotations", split, os.path.basename(p)[: -len(".png")] + "_labelTrainIds.png"))
+            for p in srcs
+        ]
         reports.append(C.track_map(convert_one, tasks, args.nproc, desc=f"{split} -> labelTrainIds"))
         rows.append((f"{split} label maps", len(srcs), EXPECTED[split]))
     if not C.same_path(out, root):
@@ -90,8 +92,10 @@ def main(argv=None):
     notes = []
     bad = sum(r.stats["bad_px"] for r in reports)
     if bad:
-        notes.append(f"{bad} pixels in {sum(r.stats['bad_img'] for r in reports)} maps had a "
-                     f"value outside the 171 used ids and 255 (written as 255)")
+        notes.append(
+            f"{bad} pixels in {sum(r.stats['bad_img'] for r in reports)} maps had a "
+            f"value outside the 171 used ids and 255 (written as 255)"
+        )
     if not any(n for _, n, _ in rows):
         C.fail_usage(f"no label PNGs in {ann_root}/{{train2017,val2017}}")
     return C.print_summary("COCO-Stuff 164k", rows, reports, notes)

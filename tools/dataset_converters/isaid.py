@@ -46,14 +46,45 @@ EXPECTED_IMAGES = {"train": 1411, "val": 458, "test": 937}
 EXPECTED_PATCHES = {"train": 33978, "val": 11644}  # with patch 896, overlap 384
 MASK_SUFFIX = "_instance_color_RGB.png"
 
-CLASSES = ("background", "ship", "store_tank", "baseball_diamond", "tennis_court",
-           "basketball_court", "Ground_Track_Field", "Bridge", "Large_Vehicle",
-           "Small_Vehicle", "Helicopter", "Swimming_pool", "Roundabout",
-           "Soccer_ball_field", "plane", "Harbor")
-PALETTE = np.array([
-    (0, 0, 0), (0, 0, 63), (0, 63, 63), (0, 63, 0), (0, 63, 127), (0, 63, 191),
-    (0, 63, 255), (0, 127, 63), (0, 127, 127), (0, 0, 127), (0, 0, 191), (0, 0, 255),
-    (0, 191, 127), (0, 127, 191), (0, 127, 255), (0, 100, 155)], np.int64)  # RGB, id = row
+CLASSES = (
+    "background",
+    "ship",
+    "store_tank",
+    "baseball_diamond",
+    "tennis_court",
+    "basketball_court",
+    "Ground_Track_Field",
+    "Bridge",
+    "Large_Vehicle",
+    "Small_Vehicle",
+    "Helicopter",
+    "Swimming_pool",
+    "Roundabout",
+    "Soccer_ball_field",
+    "plane",
+    "Harbor",
+)
+PALETTE = np.array(
+    [
+        (0, 0, 0),
+        (0, 0, 63),
+        (0, 63, 63),
+        (0, 63, 0),
+        (0, 63, 127),
+        (0, 63, 191),
+        (0, 63, 255),
+        (0, 127, 63),
+        (0, 127, 127),
+        (0, 0, 127),
+        (0, 0, 191),
+        (0, 0, 255),
+        (0, 191, 127),
+        (0, 127, 191),
+        (0, 127, 255),
+        (0, 100, 155),
+    ],
+    np.int64,
+)  # RGB, id = row
 _CODES = (PALETTE[:, 0] << 16) | (PALETTE[:, 1] << 8) | PALETTE[:, 2]
 _ORDER = np.argsort(_CODES)
 _SORTED_CODES, _SORTED_IDS = _CODES[_ORDER], _ORDER.astype(np.uint8)
@@ -79,8 +110,9 @@ def window_starts(length, patch, stride):
 def windows(h, w, patch, overlap):
     """[(y0, x0)] of the patches of an h x w image (before padding)."""
     stride = patch - overlap
-    return [(y, x) for x in window_starts(max(w, patch), patch, stride)
-            for y in window_starts(max(h, patch), patch, stride)]
+    return [
+        (y, x) for x in window_starts(max(w, patch), patch, stride) for y in window_starts(max(h, patch), patch, stride)
+    ]
 
 
 def patch_names(stem, y, x, patch):
@@ -177,8 +209,7 @@ def crop_one(task):
     except OSError as e:
         raise ValueError(f"unreadable mask {_ref_name(mask_ref)} ({e})") from None
     if mask_rgb.shape != img.shape:
-        raise ValueError(f"mask {_ref_name(mask_ref)} is {mask_rgb.shape[1]}x{mask_rgb.shape[0]}, "
-                         f"image is {w}x{h}")
+        raise ValueError(f"mask {_ref_name(mask_ref)} is {mask_rgb.shape[1]}x{mask_rgb.shape[0]}, image is {w}x{h}")
     label, unknown = rgb_to_ids(mask_rgb)
     del mask_rgb
     ph, pw = max(h, patch) - h, max(w, patch) - w
@@ -186,8 +217,8 @@ def crop_one(task):
         img = np.pad(img, ((0, ph), (0, pw), (0, 0)), constant_values=0)
         label = np.pad(label, ((0, ph), (0, pw)), constant_values=255)
     for y, x, pi, pa in todo:
-        C.save_png(img[y:y + patch, x:x + patch], pi)
-        C.save_png(label[y:y + patch, x:x + patch], pa)
+        C.save_png(img[y : y + patch, x : x + patch], pi)
+        C.save_png(label[y : y + patch, x : x + patch], pa)
     stats.update(unknown_px=unknown, unknown_img=int(unknown > 0))
     return C.Result(C.DONE, stats=stats)
 
@@ -236,25 +267,31 @@ def main(argv=None):
         pairs = sorted(set(images) & set(masks))
         no_mask, no_image = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
         if no_mask:
-            notes.append(f"{split}: {len(no_mask)} images without a semantic mask were skipped "
-                         f"(first: {no_mask[:5]})")
+            notes.append(f"{split}: {len(no_mask)} images without a semantic mask were skipped (first: {no_mask[:5]})")
         if no_image:
-            notes.append(f"{split}: {len(no_image)} masks without an image were skipped "
-                         f"(first: {no_image[:5]})")
+            notes.append(f"{split}: {len(no_image)} masks without an image were skipped (first: {no_image[:5]})")
         img_out = os.path.join(out, "img_dir", split)
         ann_out = os.path.join(out, "ann_dir", split)
-        tasks = [(_ref_name(images[s]), images[s], masks[s], img_out, ann_out,
-                  args.patch_size, args.overlap) for s in pairs]
+        tasks = [
+            (_ref_name(images[s]), images[s], masks[s], img_out, ann_out, args.patch_size, args.overlap) for s in pairs
+        ]
         rep = C.track_map(crop_one, tasks, args.nproc, desc=f"{split} images -> patches")
         reports.append(rep)
         rows.append((f"{split} images with masks", len(pairs), EXPECTED_IMAGES[split]))
-        rows.append((f"{split} patches", rep.stats["patches"],
-                     EXPECTED_PATCHES[split] if default_geometry and not rep.failed else None))
+        rows.append(
+            (
+                f"{split} patches",
+                rep.stats["patches"],
+                EXPECTED_PATCHES[split] if default_geometry and not rep.failed else None,
+            )
+        )
         rows.append((f"{split} patches written this run", rep.stats["patches_written"], None))
         if rep.stats["unknown_px"]:
-            notes.append(f"{split}: {rep.stats['unknown_px']} mask pixels in "
-                         f"{rep.stats['unknown_img']} of the images converted in this run had a "
-                         "colour outside the 16-class table (written as 255)")
+            notes.append(
+                f"{split}: {rep.stats['unknown_px']} mask pixels in "
+                f"{rep.stats['unknown_img']} of the images converted in this run had a "
+                "colour outside the 16-class table (written as 255)"
+            )
     test_dir = os.path.join(root, "test")
     if os.path.isdir(test_dir) and not args.skip_test:
         try:
@@ -262,8 +299,9 @@ def main(argv=None):
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        tasks = [(_ref_name(ref), ref, os.path.join(out, "img_dir", "test", s + ".png"))
-                 for s, ref in sorted(images.items())]
+        tasks = [
+            (_ref_name(ref), ref, os.path.join(out, "img_dir", "test", s + ".png")) for s, ref in sorted(images.items())
+        ]
         reports.append(C.track_map(copy_test_image, tasks, args.nproc, desc="test images"))
         rows.append(("test images (copied whole)", len(tasks), EXPECTED_IMAGES["test"]))
     return C.print_summary("iSAID", rows, reports, notes)

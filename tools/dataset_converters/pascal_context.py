@@ -40,21 +40,135 @@ EXPECTED = {"train": 4998, "val": 5105}
 # Raw Pascal Context category ids (labels.txt of the 459-class release, 1-based) of
 # background + the 59 classes; sorted, position i is train id i, which makes the order
 # alphabetical: 2 aeroplane, 9 bag, 18 bed, 19 bedclothes, 22 bench, ... 458 wood.
-CONTEXT59_RAW_IDS = np.sort(np.array([
-    0, 2, 259, 260, 415, 324, 9, 258, 144, 18, 19, 22, 23, 397, 25, 284,
-    158, 159, 416, 33, 162, 420, 454, 295, 296, 427, 44, 45, 46, 308, 59,
-    440, 445, 31, 232, 65, 354, 424, 68, 326, 72, 458, 34, 207, 80, 355,
-    85, 347, 220, 349, 360, 98, 187, 104, 105, 366, 189, 368, 113, 115]))
+CONTEXT59_RAW_IDS = np.sort(
+    np.array(
+        [
+            0,
+            2,
+            259,
+            260,
+            415,
+            324,
+            9,
+            258,
+            144,
+            18,
+            19,
+            22,
+            23,
+            397,
+            25,
+            284,
+            158,
+            159,
+            416,
+            33,
+            162,
+            420,
+            454,
+            295,
+            296,
+            427,
+            44,
+            45,
+            46,
+            308,
+            59,
+            440,
+            445,
+            31,
+            232,
+            65,
+            354,
+            424,
+            68,
+            326,
+            72,
+            458,
+            34,
+            207,
+            80,
+            355,
+            85,
+            347,
+            220,
+            349,
+            360,
+            98,
+            187,
+            104,
+            105,
+            366,
+            189,
+            368,
+            113,
+            115,
+        ]
+    )
+)
 assert len(CONTEXT59_RAW_IDS) == 60 and len(set(CONTEXT59_RAW_IDS.tolist())) == 60
 CLASSES = (
-    "background", "aeroplane", "bag", "bed", "bedclothes", "bench", "bicycle", "bird",
-    "boat", "book", "bottle", "building", "bus", "cabinet", "car", "cat", "ceiling",
-    "chair", "cloth", "computer", "cow", "cup", "curtain", "dog", "door", "fence",
-    "floor", "flower", "food", "grass", "ground", "horse", "keyboard", "light",
-    "motorbike", "mountain", "mouse", "person", "plate", "platform", "pottedplant",
-    "road", "rock", "sheep", "shelves", "sidewalk", "sign", "sky", "snow", "sofa",
-    "table", "track", "train", "tree", "truck", "tvmonitor", "wall", "water", "window",
-    "wood")
+    "background",
+    "aeroplane",
+    "bag",
+    "bed",
+    "bedclothes",
+    "bench",
+    "bicycle",
+    "bird",
+    "boat",
+    "book",
+    "bottle",
+    "building",
+    "bus",
+    "cabinet",
+    "car",
+    "cat",
+    "ceiling",
+    "chair",
+    "cloth",
+    "computer",
+    "cow",
+    "cup",
+    "curtain",
+    "dog",
+    "door",
+    "fence",
+    "floor",
+    "flower",
+    "food",
+    "grass",
+    "ground",
+    "horse",
+    "keyboard",
+    "light",
+    "motorbike",
+    "mountain",
+    "mouse",
+    "person",
+    "plate",
+    "platform",
+    "pottedplant",
+    "road",
+    "rock",
+    "sheep",
+    "shelves",
+    "sidewalk",
+    "sign",
+    "sky",
+    "snow",
+    "sofa",
+    "table",
+    "track",
+    "train",
+    "tree",
+    "truck",
+    "tvmonitor",
+    "wall",
+    "water",
+    "window",
+    "wood",
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -117,8 +231,9 @@ def rle_decode(rle):
     HxW uint8 mask.  Runs alternate 0, 1, 0, ... over the pixels in column-major order."""
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
-    counts = (np.asarray(counts, np.int64) if isinstance(counts, (list, tuple, np.ndarray))
-              else rle_string_to_counts(counts))
+    counts = (
+        np.asarray(counts, np.int64) if isinstance(counts, (list, tuple, np.ndarray)) else rle_string_to_counts(counts)
+    )
     if counts.size and counts.min() < 0:
         raise ValueError("negative run length in RLE")
     if counts.sum() != h * w:
@@ -135,8 +250,7 @@ def rle_encode(mask):
     runs = np.diff(bounds).tolist()
     if flat.size and flat[0] == 1:
         runs = [0] + runs
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])],
-            "counts": counts_to_rle_string(runs)}
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts_to_rle_string(runs)}
 
 
 def polygons_to_mask(polys, h, w):
@@ -145,8 +259,7 @@ def polygons_to_mask(polys, h, w):
     import cv2
 
     mask = np.zeros((h, w), np.uint8)
-    pts = [np.round(np.asarray(p, np.float64).reshape(-1, 2)).astype(np.int32)
-           for p in polys if len(p) >= 6]
+    pts = [np.round(np.asarray(p, np.float64).reshape(-1, 2)).astype(np.int32) for p in polys if len(p) >= 6]
     if pts:
         cv2.fillPoly(mask, pts, 1)
     return mask
@@ -227,8 +340,7 @@ def load_detail_json(path):
         images = data["images"]
         annos = data["annos_segmentation"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"error: cannot read the Detail annotation {path}: {type(e).__name__}: {e}",
-              file=sys.stderr)
+        print(f"error: cannot read the Detail annotation {path}: {type(e).__name__}: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     return images, annos
 
@@ -237,8 +349,12 @@ def parse_args(argv=None):
     p = C.make_parser(__doc__)
     p.add_argument("devkit_path", help="VOCdevkit folder (holds VOC2010/)")
     p.add_argument("json_path", help="trainval_merged.json (PASCAL in Detail)")
-    p.add_argument("--backend", choices=("builtin", "detail"), default="builtin",
-                   help="builtin RLE decoder (default, parallel) or the detail package")
+    p.add_argument(
+        "--backend",
+        choices=("builtin", "detail"),
+        default="builtin",
+        help="builtin RLE decoder (default, parallel) or the detail package",
+    )
     C.add_common_args(p, out_help="output devkit root (default: DEVKIT_PATH)")
     return p.parse_args(argv)
 
@@ -267,9 +383,16 @@ def main(argv=None):
         json_name = os.path.basename(args.json_path)
         for phase in ("train", "val"):
             imgs = [im for im in images if im.get("phase") == phase]
-            tasks = [(f"{json_name}[{im['file_name']}]", im["height"], im["width"],
-                      by_image.get(im["image_id"], []),
-                      os.path.join(out_ann, _stem(im["file_name"]) + ".png")) for im in imgs]
+            tasks = [
+                (
+                    f"{json_name}[{im['file_name']}]",
+                    im["height"],
+                    im["width"],
+                    by_image.get(im["image_id"], []),
+                    os.path.join(out_ann, _stem(im["file_name"]) + ".png"),
+                )
+                for im in imgs
+            ]
             reports.append(C.track_map(convert_one, tasks, args.nproc, desc=f"{phase} masks"))
             lists[phase] = sorted(_stem(im["file_name"]) for im in imgs)
 
@@ -292,8 +415,9 @@ def main(argv=None):
     unknown = sum(r.stats["unknown_px"] for r in reports)
     if unknown:
         n_img = sum(r.stats["unknown_img"] for r in reports)
-        notes.append(f"{unknown} pixels in {n_img} images had a category outside the 59 "
-                     "classes and were set to background (0)")
+        notes.append(
+            f"{unknown} pixels in {n_img} images had a category outside the 59 classes and were set to background (0)"
+        )
     return C.print_summary("Pascal Context 59", rows, reports, notes)
 
 
@@ -314,8 +438,7 @@ def _run_detail(args, voc, out_ann):
                 return C.Result(C.SKIPPED)
             return _finish(np.asarray(detail.getMask(img)).astype(np.int32), out_path)
 
-        tasks = [(im["file_name"], im, os.path.join(out_ann, _stem(im["file_name"]) + ".png"))
-                 for im in imgs]
+        tasks = [(im["file_name"], im, os.path.join(out_ann, _stem(im["file_name"]) + ".png")) for im in imgs]
         reports.append(C.track_map(one, tasks, 1, desc=f"{phase} masks (detail)"))
         lists[phase] = sorted(_stem(im["file_name"]) for im in imgs)
     return reports, lists

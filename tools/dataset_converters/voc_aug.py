@@ -103,8 +103,7 @@ def _check_values(label):
     bad = (label >= NUM_CLASSES) & (label != IGNORE)
     n = int(bad.sum())
     if n:
-        raise ValueError(f"{n} pixels with values outside 0..20/255: "
-                         f"{sorted(np.unique(label[bad]).tolist())[:10]}")
+        raise ValueError(f"{n} pixels with values outside 0..20/255: {sorted(np.unique(label[bad]).tolist())[:10]}")
 
 
 def convert_one(task):
@@ -192,8 +191,7 @@ def main(argv=None):
     missing = [n for n in trainaug if not os.path.isfile(os.path.join(out_ann, n + ".png"))]
     notes = []
     if missing:
-        notes.append(f"{len(missing)} trainaug names have no label in {out_ann} "
-                     f"(first: {missing[:5]})")
+        notes.append(f"{len(missing)} trainaug names have no label in {out_ann} (first: {missing[:5]})")
     rows = [
         ("VOC SegmentationClass PNGs", len(voc_pngs), EXPECTED["VOC SegmentationClass PNGs"]),
         ("SBD cls .mat files", len(mats), EXPECTED["SBD cls .mat files"]),

@@ -1,4 +1,5 @@
 """ADE20K (150 classes): where the data lives, the train and test pipelines, the batch size."""
+
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
@@ -22,11 +23,17 @@ data = dict(
     batch_size=16,  # total over all processes (mpirun -np N splits it)
     num_workers=4,
     train=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='images/training', ann_dir='annotations/training',
-        pipeline=train_pipeline),
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='images/training',
+        ann_dir='annotations/training',
+        pipeline=train_pipeline,
+    ),
     val=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='images/validation', ann_dir='annotations/validation',
-        pipeline=test_pipeline),
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='images/validation',
+        ann_dir='annotations/validation',
+        pipeline=test_pipeline,
+    ),
 )

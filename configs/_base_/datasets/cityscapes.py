@@ -1,4 +1,5 @@
 """Cityscapes (19 classes): where the data lives, the train and test pipelines, the batch size."""
+
 dataset_type = 'CityscapesDataset'
 data_root = 'data/cityscapes'
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
@@ -22,11 +23,13 @@ data = dict(
     batch_size=8,  # total over all processes (mpirun -np N splits it)
     num_workers=4,
     train=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='leftImg8bit/train', ann_dir='gtFine/train',
-        pipeline=train_pipeline),
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='leftImg8bit/train',
+        ann_dir='gtFine/train',
+        pipeline=train_pipeline,
+    ),
     val=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='leftImg8bit/val', ann_dir='gtFine/val',
-        pipeline=test_pipeline),
+        type=dataset_type, data_root=data_root, img_dir='leftImg8bit/val', ann_dir='gtFine/val', pipeline=test_pipeline
+    ),
 )

@@ -1,4 +1,5 @@
 """COCO-Stuff 164k (171 classes): where the data lives, the train and test pipelines, the batch size."""
+
 dataset_type = 'COCOStuffDataset'
 data_root = 'data/coco_stuff164k'
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
@@ -22,11 +23,17 @@ data = dict(
     batch_size=16,  # total over all processes (mpirun -np N splits it)
     num_workers=4,
     train=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='images/train2017', ann_dir='annotations/train2017',
-        pipeline=train_pipeline),
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='images/train2017',
+        ann_dir='annotations/train2017',
+        pipeline=train_pipeline,
+    ),
     val=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='images/val2017', ann_dir='annotations/val2017',
-        pipeline=test_pipeline),
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='images/val2017',
+        ann_dir='annotations/val2017',
+        pipeline=test_pipeline,
+    ),
 )

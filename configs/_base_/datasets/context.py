@@ -1,4 +1,5 @@
 """Pascal Context 59 (59 classes): where the data lives, the train and test pipelines, the batch size."""
+
 dataset_type = 'PascalContextDataset59'
 data_root = 'data/VOCdevkit/VOC2010'
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
@@ -22,13 +23,19 @@ data = dict(
     batch_size=16,  # total over all processes (mpirun -np N splits it)
     num_workers=4,
     train=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='JPEGImages', ann_dir='SegmentationClassContext',
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='JPEGImages',
+        ann_dir='SegmentationClassContext',
         split='ImageSets/SegmentationContext/train.txt',
-        pipeline=train_pipeline),
+        pipeline=train_pipeline,
+    ),
     val=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='JPEGImages', ann_dir='SegmentationClassContext',
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='JPEGImages',
+        ann_dir='SegmentationClassContext',
         split='ImageSets/SegmentationContext/val.txt',
-        pipeline=test_pipeline),
+        pipeline=test_pipeline,
+    ),
 )

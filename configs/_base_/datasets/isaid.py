@@ -1,4 +1,5 @@
 """iSAID (16 classes, 896x896 patches): where the data lives, the train and test pipelines, the batch size."""
+
 dataset_type = 'iSAIDDataset'
 data_root = 'data/iSAID'
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
@@ -22,11 +23,13 @@ data = dict(
     batch_size=16,  # total over all processes (mpirun -np N splits it)
     num_workers=4,
     train=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='img_dir/train', ann_dir='ann_dir/train',
-        pipeline=train_pipeline),
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='img_dir/train',
+        ann_dir='ann_dir/train',
+        pipeline=train_pipeline,
+    ),
     val=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='img_dir/val', ann_dir='ann_dir/val',
-        pipeline=test_pipeline),
+        type=dataset_type, data_root=data_root, img_dir='img_dir/val', ann_dir='ann_dir/val', pipeline=test_pipeline
+    ),
 )

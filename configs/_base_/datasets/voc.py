@@ -1,4 +1,5 @@
 """Pascal VOC 2012 + SBD aug (21 classes): where the data lives, the train and test pipelines, the batch size."""
+
 dataset_type = 'PascalVOCDataset'
 data_root = 'data/VOCdevkit/VOC2012'
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
@@ -22,12 +23,19 @@ data = dict(
     batch_size=16,  # total over all processes (mpirun -np N splits it)
     num_workers=4,
     train=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='JPEGImages', ann_dir=['SegmentationClass', 'SegmentationClassAug'],
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='JPEGImages',
+        ann_dir=['SegmentationClass', 'SegmentationClassAug'],
         split=['ImageSets/Segmentation/train.txt', 'ImageSets/Segmentation/aug.txt'],
-        pipeline=train_pipeline),
+        pipeline=train_pipeline,
+    ),
     val=dict(
-        type=dataset_type, data_root=data_root,
-        img_dir='JPEGImages', ann_dir='SegmentationClass', split='ImageSets/Segmentation/val.txt',
-        pipeline=test_pipeline),
+        type=dataset_type,
+        data_root=data_root,
+        img_dir='JPEGImages',
+        ann_dir='SegmentationClass',
+        split='ImageSets/Segmentation/val.txt',
+        pipeline=test_pipeline,
+    ),
 )

@@ -2,6 +2,7 @@
 
 Leaf configs set ``model.decode_head.num_classes`` (and ``model.test_cfg`` for a sliding-window test).
 """
+
 model = dict(
     type='EncoderDecoder',
     backbone=dict(
@@ -24,8 +25,9 @@ model = dict(
         norm_groups=32,
         # NMF2D (see its docstring): grad_mode 'unrolled' as the reference or 'one_step' as HamNet;
         # seed=<int> fixes the random bases (repeatable inference).
-        ham_kwargs=dict(MD_S=1, MD_R=64, train_steps=6, eval_steps=7, inv_t=1, rand_init=True,
-                        grad_mode='unrolled', seed=None),
+        ham_kwargs=dict(
+            MD_S=1, MD_R=64, train_steps=6, eval_steps=7, inv_t=1, rand_init=True, grad_mode='unrolled', seed=None
+        ),
     ),
     test_cfg=dict(mode='whole'),
 )
