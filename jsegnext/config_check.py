@@ -208,3 +208,18 @@ def validate_config(cfg, training=False, warn=True):
         for key in REQUIRED_FOR_TRAINING:
             if not _get(cfg, key)[1]:
                 raise ConfigError(f"config key '{key}' is missing (training needs it)")
+
+
+def check_class_count(num_classes, dataset, split):
+    """Raise :class:`ConfigError` unless the model's ``num_classes`` is the dataset's class count.
+
+    A head with fewer classes than the labels would train on out-of-range targets; one with more
+    would predict classes the dataset has no names or IoU for. ``num_classes`` None (an exported
+    graph that does not say) is not checked.
+    """
+    classes = len(dataset.CLASSES)
+    if num_classes is not None and int(num_classes) != classes:
+        raise ConfigError(
+            f"model.decode_head.num_classes={num_classes} but data.{split} ({type(dataset).__name__}) has "
+            f"{classes} classes: set model.decode_head.num_classes={classes}, or the dataset's classes"
+        )

@@ -123,6 +123,20 @@ def test_every_tool_reports_each_error_family_in_one_line(tmp_path, capsys):
             1,
             f"{missing}: no such checkpoint file",
         ),
+        (
+            train_tool.main,
+            [
+                DEMO,
+                "--work-dir",
+                str(tmp_path / "w"),
+                "--no-progress",
+                "--cfg-options",
+                *options,
+                "model.decode_head.num_classes=7",
+            ],
+            1,
+            "model.decode_head.num_classes=7 but data.train (DemoDataset) has 5 classes",
+        ),
         (test_tool.main, [DEMO, missing, "--cfg-options", *options], 1, f"{missing}: no such checkpoint file"),
         (test_tool.main, [DEMO, missing, "--split", "vall"], 1, "no data.vall dataset (did you mean 'val'"),
         (infer_tool.main, [DEMO, missing, str(tmp_path / "nope.png")], 1, "nope.png: no such file or folder"),
@@ -147,3 +161,14 @@ def test_test_tool_command_line_gives_one_line(tmp_path):
     )
     assert result.returncode == 1
     assert one_error_line(result.stderr) == f"error: {tmp_path / 'none.pkl'}: no such checkpoint file"
+
+
+def test_test_tool_refuses_a_head_whose_classes_are_not_the_datasets(tmp_path, capsys):
+    from jsegnext.apis import init_model
+    from jsegnext.engine import save_checkpoint
+
+    options = demo_options(tmp_path / "demo") + ["model.decode_head.num_classes=7"]
+    checkpoint = save_checkpoint(tmp_path / "seven.pkl", init_model(DEMO, options=options, fuse=False))
+    assert test_tool.main([DEMO, str(checkpoint), "--cfg-options", *options]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "num_classes=7 but data.val (DemoDataset) has 5 classes" in line, line

@@ -17,6 +17,7 @@ from jsegnext.apis import BACKENDS, init_backend, load_config  # noqa: E402
 from jsegnext.cli import one_line_errors  # noqa: E402
 from jsegnext.comm import is_main_process  # noqa: E402
 from jsegnext.config import ConfigError, did_you_mean  # noqa: E402
+from jsegnext.config_check import check_class_count  # noqa: E402
 from jsegnext.datasets import build_dataset  # noqa: E402
 from jsegnext.engine.evaluation import evaluate  # noqa: E402
 from jsegnext.engine.metrics import format_metrics_table  # noqa: E402
@@ -67,6 +68,7 @@ def main(argv=None):
         )
     model = init_backend(args.backend, cfg, args.checkpoint, fuse=not args.no_fuse)
     dataset = build_dataset(model.cfg.data[args.split], test_mode=True)
+    check_class_count(model.num_classes, dataset, args.split)
     metrics = evaluate(
         model,
         dataset,

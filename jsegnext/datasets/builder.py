@@ -3,30 +3,10 @@
 import copy
 
 from ..config import ConfigError, check_kwargs, did_you_mean
-from .builtin import (
-    ADE20KDataset,
-    CityscapesDataset,
-    COCOStuffDataset,
-    PascalContextDataset,
-    PascalContextDataset59,
-    PascalVOCDataset,
-    iSAIDDataset,
-)
+from .builtin import BUILTIN_DATASETS, PascalVOCDataset
 from .custom import CustomDataset
 
-DATASETS = {
-    cls.__name__: cls
-    for cls in (
-        CustomDataset,
-        ADE20KDataset,
-        CityscapesDataset,
-        COCOStuffDataset,
-        PascalVOCDataset,
-        PascalContextDataset,
-        PascalContextDataset59,
-        iSAIDDataset,
-    )
-}
+DATASETS = {cls.__name__: cls for cls in (CustomDataset, *BUILTIN_DATASETS)}
 DATASETS['VOCDataset'] = PascalVOCDataset  # older mmseg name
 
 

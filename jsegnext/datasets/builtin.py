@@ -77,3 +77,15 @@ class iSAIDDataset(CustomDataset):  # noqa: N801 - mmseg's name
     CLASSES, PALETTE = C.ISAID_CLASSES, C.ISAID_PALETTE
     IMG_SUFFIX, SEG_MAP_SUFFIX = '.png', '_instance_color_RGB.png'
     REDUCE_ZERO_LABEL = False
+
+
+#: the benchmark datasets above, each available by its class name as ``dict(type=...)``
+BUILTIN_DATASETS = (
+    ADE20KDataset,
+    CityscapesDataset,
+    COCOStuffDataset,
+    PascalVOCDataset,
+    PascalContextDataset,
+    PascalContextDataset59,
+    iSAIDDataset,
+)

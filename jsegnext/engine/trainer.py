@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..comm import get_rank, is_main_process, mean_over_processes
-from ..config_check import validate_config
+from ..config_check import check_class_count, validate_config
 from ..datasets import SeededSampler, build_dataloader, build_dataset
 from ..errors import CheckpointError, ConfigError, JSegNeXtError
 from ..models import build_segmentor
@@ -86,6 +86,9 @@ class Trainer:
         self._initialise_weights(load_from)
         self.train_set = build_dataset(cfg.data.train, seed=self.seed)
         self.val_set = build_dataset(cfg.data.val) if cfg.data.get("val") else None
+        for split, dataset in (("train", self.train_set), ("val", self.val_set)):
+            if dataset is not None:
+                check_class_count(self.model.num_classes, dataset, split)
         self.batch_size = int(cfg.data.batch_size)
         if len(self.train_set) < self.batch_size:
             raise ConfigError(

@@ -47,7 +47,7 @@ from ..ops.pointwise import channel_norm, group_norm, mlp_block, nmf_decompose, 
 from ..ops.resize import resize_argmax, resize_bilinear
 from ..ops.strip_conv import msca_strips
 from ..runtime import jt
-from .mscan import STRIP_KERNELS
+from .mscan import MSCAN, STRIP_KERNELS
 from .segmentor import EncoderDecoder
 
 nn = jt.nn
@@ -145,7 +145,20 @@ class FusedBlock(nn.Module):
         return mlp_block(x, self.fc1_w, self.fc1_b, self.dw_w, self.dw_b, self.fc2_w, self.fc2_b)
 
 
+class _FusedChannelNorm(nn.Module):
+    """A stage's ``ChannelLayerNorm`` as the fused kernel."""
+
+    def __init__(self, norm):
+        super().__init__()
+        self.weight, self.bias, self.eps = _var(_np(norm.weight)), _var(_np(norm.bias)), norm.eps
+
+    def execute(self, x):
+        return channel_norm(x, self.weight, self.bias, self.eps)
+
+
 class FusedMSCAN(nn.Module):
+    """MSCAN with folded stems, blocks and stage norms (the stage loop is MSCAN's own)."""
+
     def __init__(self, mscan):
         super().__init__()
         self.num_stages = mscan.num_stages
@@ -154,19 +167,9 @@ class FusedMSCAN(nn.Module):
             embed = getattr(mscan, f"patch_embed{i}")
             setattr(self, f"patch_embed{i}", FusedStem(embed) if i == 1 else _FoldedConv(embed.proj, embed.norm))
             setattr(self, f"block{i}", nn.ModuleList([FusedBlock(b, strip_conv) for b in getattr(mscan, f"block{i}")]))
-            norm = getattr(mscan, f"norm{i}")
-            setattr(self, f"norm{i}", (_var(_np(norm.weight)), _var(_np(norm.bias)), norm.eps))
+            setattr(self, f"norm{i}", _FusedChannelNorm(getattr(mscan, f"norm{i}")))
 
-    def execute(self, x):
-        outs = []
-        for i in range(1, self.num_stages + 1):
-            x = getattr(self, f"patch_embed{i}")(x)
-            for block in getattr(self, f"block{i}"):
-                x = block(x)
-            weight, bias, eps = getattr(self, f"norm{i}")
-            x = channel_norm(x, weight, bias, eps)
-            outs.append(x)
-        return outs
+    execute = MSCAN.execute
 
 
 class _FusedConvGN(nn.Module):
