@@ -136,10 +136,16 @@ def test_a_fresh_run_refuses_a_work_dir_holding_another_run(tmp_path, capsys):
         and "--work-dir" in err
     )
     assert snapshot(work_dir) == before and not (work_dir / "log.jsonl").exists()
+    old_log = '{"iter": 700, "loss": 0.5}\n'
+    (work_dir / "log.jsonl").write_text(old_log)
     short = demo_options(tmp_path / "demo", **{"runner.max_iters": 2, "checkpoint_config.interval": 2})
     Trainer(load_config(DEMO, short), work_dir, progress=False, overwrite=True).train()  # allowed explicitly
     assert (work_dir / "iter_700.pkl").read_bytes() == before["iter_700.pkl"]  # the old run's file stays
     assert os.readlink(work_dir / "latest.pkl") == "iter_2.pkl"
+    kept = sorted(work_dir.glob("log.*.jsonl"))  # the old run's log is kept beside the new one
+    assert [p.read_text() for p in kept] == [old_log]
+    new_iters = [json.loads(line).get("iter") for line in (work_dir / "log.jsonl").read_text().splitlines()]
+    assert new_iters and 700 not in new_iters
 
 
 def test_unusable_work_dirs_are_reported_before_any_work(tmp_path):

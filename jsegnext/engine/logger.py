@@ -4,6 +4,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 
 from ..comm import is_main_process
 
@@ -31,6 +32,21 @@ def _keep(line, iteration):
     except json.JSONDecodeError:
         return False
     return not isinstance(record, dict) or not isinstance(record.get("iter"), int) or record["iter"] <= iteration
+
+
+def set_aside(path):
+    """Move an earlier run's non-empty log at ``path`` beside itself, named after its last change
+    (``log.jsonl`` -> ``log.20261201-203000.jsonl``, never over another file), so that a new run
+    starts its own log and the old one is kept. Returns the new path, or None if there was none."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    target, n = path.with_name(f"{path.stem}.{stamp}{path.suffix}"), 1
+    while target.exists():
+        target, n = path.with_name(f"{path.stem}.{stamp}-{n}{path.suffix}"), n + 1
+    os.replace(path, target)
+    return target
 
 
 class JsonlLogger:

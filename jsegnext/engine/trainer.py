@@ -23,7 +23,7 @@ from ..runtime import jt
 from ..weights import load_checkpoint
 from .checkpoint import CheckpointManager, iteration_seed, load_training_state
 from .evaluation import evaluate
-from .logger import JsonlLogger
+from .logger import JsonlLogger, set_aside
 from .optim import PolyLrSchedule, build_optimizer, describe_param_groups
 
 
@@ -188,6 +188,9 @@ class Trainer:
         if not self.resumed:
             self._check_fresh_start()
         if self.logger is None and is_main_process():
+            kept = None if self.resumed else set_aside(self.work_dir / "log.jsonl")
+            if kept:
+                _log(f"log.jsonl of an earlier run kept as {kept.name}; this run starts a new one")
             self.logger = JsonlLogger(self.work_dir / "log.jsonl")
             if self.resumed:  # the iterations after the checkpoint run again: log them once
                 dropped = self.logger.drop_after(self.iter)
