@@ -603,3 +603,13 @@ def test_isaid_bad_mask_is_named(isaid_root, tmp_path, capsys):
     text = capsys.readouterr().out
     assert str(bad) in text and "1 images without a semantic mask" in text
     assert not (tmp_path / "o/img_dir/test").exists()
+
+
+def test_isaid_converter_colours_are_the_datasets():
+    """The converter runs without jsegnext (no Jittor), so it keeps its own copy of iSAID's classes
+    and colours; they must be the dataset's, in the same order (class id = index)."""
+    from jsegnext.datasets.classes import ISAID_CLASSES, ISAID_PALETTE
+
+    isaid = load("isaid")
+    assert tuple(isaid.CLASSES) == ISAID_CLASSES
+    assert [tuple(c) for c in isaid.PALETTE.tolist()] == [tuple(c) for c in ISAID_PALETTE]

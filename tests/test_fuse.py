@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import FIXTURES, ROOT, rel_err, tiny_model_cfg
+from test_tiny_reference import TINY_CFG
 
 from jsegnext.apis import init_model
 from jsegnext.engine.checkpoint import CheckpointManager, save_checkpoint
@@ -245,19 +246,7 @@ def test_fused_t_ade_parity_with_reference_pytorch(strip_conv):
 def test_fused_tiny_fixture_parity():
     """The mmsegmentation-made tiny fixture (batch 2, one set of NMF bases per sample) on the fast path."""
     path = fixture_or_skip("segnext_tiny.pth")
-    cfg = dict(
-        backbone=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 2, 1], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.0),
-        decode_head=dict(
-            in_channels=[16, 32, 64],
-            channels=32,
-            ham_channels=32,
-            num_classes=7,
-            norm_groups=32,
-            dropout_ratio=0.0,
-            ham_kwargs=dict(MD_R=8),
-        ),
-    )
-    model = build_segmentor(cfg)
+    model = build_segmentor(TINY_CFG)  # the fixture's architecture
     load_checkpoint(model, path, require_head=True)
     model.eval()
     fused = fuse_segmentor(with_bases(model, np.load(fixture_or_skip("segnext_tiny_bases.npy"))))
