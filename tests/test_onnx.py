@@ -225,6 +225,10 @@ def test_unknown_module_and_bad_arguments_name_themselves(tmp_path):
         export_onnx(model, tmp_path / "m.onnx")
     with pytest.raises(ExportError, match="opset 11 is not supported"):
         export_onnx(tiny_model(), tmp_path / "m.onnx", opset=11)
+    from jsegnext.models.fuse import fuse_segmentor
+
+    with pytest.raises(ExportError, match=r"fused inference copy .* fuse=False"):
+        export_onnx(fuse_segmentor(tiny_model()), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
 
