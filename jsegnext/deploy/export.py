@@ -19,6 +19,7 @@ import numpy as np
 
 from ..checkpoint_io import atomic_write_bytes
 from ..errors import DeployError, MissingDependencyError
+from ..models.fuse import is_fused
 from ..models.ham_head import NMF2D, Hamburger, LightHamHead
 from ..models.layers import BatchNorm2d, ChannelLayerNorm, Conv1x1, ConvModule, DropPath, GroupNorm
 from ..models.mscan import (
@@ -353,7 +354,7 @@ def build_onnx(model, input_shape=(512, 512), dynamic=False, opset=DEFAULT_OPSET
             f"opset {opset} is not supported: use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
             f"(default {DEFAULT_OPSET})"
         )
-    if getattr(model, "is_fused", False):
+    if is_fused(model):
         raise ExportError(
             "this is the fused inference copy (init_model's default); export the model as built: "
             "init_model(config, checkpoint, fuse=False)"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DeployError, MissingDependencyError
-from ..models.segmentor import check_test_cfg, run_inference
+from ..models.segmentor import EncoderDecoder, check_test_cfg, run_inference
 from ..runtime import jt
 
 MISSING = (
@@ -79,9 +79,7 @@ class OnnxSegmentor:
         """Logits in ``test_cfg``'s mode (whole / slide), resized to ``out_size``: as EncoderDecoder.inference."""
         return run_inference(self.encode_decode, img, self.test_cfg, out_size)
 
-    def predict_labels(self, img, out_size=None):
-        """Label map (N, H, W) int32: the argmax over classes of ``inference(img, out_size)``."""
-        return self.inference(img, out_size).argmax(dim=1)[0].int32()
+    predict_labels = EncoderDecoder.predict_labels  # argmax of inference(): the same code
 
     # evaluation switches a model between modes; an exported graph has only the inference one
     def eval(self):
